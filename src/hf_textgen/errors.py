@@ -1,0 +1,46 @@
+"""User-facing errors and the atomic output folder every command writes through."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+class UserError(Exception):
+    """A mistake in the user's input: the CLI prints its message as one line and exits non-zero, no traceback.
+
+    The message should name the problem and what to do about it.
+    """
+
+
+@contextlib.contextmanager
+def atomic_output_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside `path`, renamed to `path` only when the block finishes without error.
+
+    A command that fails half-way therefore never leaves a half-written output folder behind.
+
+    Args:
+        path: The final output folder.
+        overwrite: Replace an existing non-empty folder. Without it, a non-empty folder is a `UserError`.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"output path {path} exists and is not a folder; choose another --output_dir")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise UserError(
+            f"output folder {path} already holds files; choose another --output_dir or pass --overwrite_output_dir"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
