@@ -1,0 +1,220 @@
+"""Argument dataclasses of `hf-textgen pretrain` / `finetune`, and the parser that reads flags or one YAML/JSON file.
+
+The names follow the transformers `run_clm.py` example (`ModelArguments`) plus every `TrainingArguments` flag,
+so a command line written for the transformers examples works here unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import transformers
+import yaml
+from transformers import HfArgumentParser
+
+from hf_textgen.errors import UserError
+
+# Short names accepted by `--model_type`, next to the full registered model_type.
+MODEL_TYPE_ALIASES = {
+    "rnn": "hf_textgen_rnn",
+    "transformer": "hf_textgen_transformer",
+    "seq2seq": "hf_textgen_seq2seq",
+}
+
+FINETUNE_TASKS = ("causal_lm", "prompt_completion", "classification", "seq2seq")
+
+
+@dataclass
+class ModelArguments:
+    """Which model to train (from scratch or continued) and which tokenizer it reads."""
+
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "A model folder or Hub id to continue training from. Leave unset to train from scratch."},
+    )
+    model_type: str | None = field(
+        default=None,
+        metadata={
+            "help": "Model family when training from scratch: rnn, transformer, seq2seq or a full model_type "
+            "(e.g. hf_textgen_transformer). Defaults to transformer for pretraining from scratch."
+        },
+    )
+    config_overrides: str | None = field(
+        default=None,
+        metadata={
+            "help": "Config fields to set when training from scratch, e.g. "
+            "'hidden_size=64,num_hidden_layers=2,cell_type=gru'. They are applied on top of a small preset."
+        },
+    )
+    config_name: str | None = field(
+        default=None, metadata={"help": "A config folder/file or Hub id to build the model from (from scratch)."}
+    )
+    tokenizer_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "A tokenizer folder or Hub id. Without one (and without --model_name_or_path) a tokenizer is "
+            "trained on the training data first and saved with the model."
+        },
+    )
+    tokenizer_type: str = field(
+        default="bpe", metadata={"help": "Kind of tokenizer to train when none is given (byte-level bpe)."}
+    )
+    tokenizer_vocab_size: int = field(
+        default=4096, metadata={"help": "Vocabulary size of the tokenizer trained when none is given."}
+    )
+    tokenizer_min_frequency: int = field(
+        default=2, metadata={"help": "Minimum pair frequency for a merge in the trained tokenizer."}
+    )
+    cache_dir: str | None = field(
+        default=None, metadata={"help": "Where to cache models and datasets downloaded from the Hub."}
+    )
+    model_revision: str = field(default="main", metadata={"help": "Branch, tag or commit of a Hub model."})
+    token: str | None = field(default=None, metadata={"help": "Hub token for private models and datasets."})
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Allow model folders whose code is not installed (auto_map)."}
+    )
+
+    def __post_init__(self):
+        if self.config_overrides is not None and (self.config_name is not None or self.model_name_or_path):
+            raise UserError(
+                "--config_overrides only applies to a model trained from scratch with --model_type; "
+                "drop --config_name / --model_name_or_path or drop --config_overrides"
+            )
+        if self.tokenizer_vocab_size < 260:
+            raise UserError(
+                f"--tokenizer_vocab_size {self.tokenizer_vocab_size} is too small: a byte-level tokenizer "
+                "needs at least 256 byte tokens plus special tokens; use 260 or more"
+            )
+
+    @property
+    def resolved_model_type(self) -> str | None:
+        """`--model_type` with the short aliases (rnn, transformer, seq2seq) expanded."""
+        if self.model_type is None:
+            return None
+        return MODEL_TYPE_ALIASES.get(self.model_type, self.model_type)
+
+
+@dataclass
+class FinetuneArguments:
+    """What `hf-textgen finetune` trains for, and which columns of the data it reads."""
+
+    task: str = field(default="causal_lm", metadata={"help": f"The fine-tuning task: {', '.join(FINETUNE_TASKS)}."})
+    prompt_column: str = field(default="prompt", metadata={"help": "prompt_completion: the prompt column."})
+    completion_column: str = field(
+        default="completion", metadata={"help": "prompt_completion: the completion column (the only tokens scored)."}
+    )
+    label_column_name: str = field(default="label", metadata={"help": "classification: the label column."})
+    source_column: str = field(default="source", metadata={"help": "seq2seq: the input text column."})
+    target_column: str = field(default="target", metadata={"help": "seq2seq: the output text column."})
+    max_seq_length: int | None = field(
+        default=None,
+        metadata={
+            "help": "prompt_completion / classification: truncate examples to this many tokens "
+            "(default: --block_size, else the model's max_position_embeddings, else 512)."
+        },
+    )
+    max_source_length: int = field(default=256, metadata={"help": "seq2seq: truncate inputs to this many tokens."})
+    max_target_length: int = field(default=128, metadata={"help": "seq2seq: truncate targets to this many tokens."})
+
+    def __post_init__(self):
+        if self.task not in FINETUNE_TASKS:
+            raise UserError(f"unknown --task {self.task!r}; choose one of: {', '.join(FINETUNE_TASKS)}")
+
+
+@dataclass
+class TrainingArguments(transformers.TrainingArguments):
+    """transformers' `TrainingArguments`, plus `--overwrite_output_dir` as the transformers examples know it."""
+
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Start afresh in a non-empty --output_dir (deleting it). Without it, an output_dir with "
+            "checkpoints resumes from the last complete one, and one without checkpoints is an error."
+        },
+    )
+
+
+@dataclass
+class Seq2SeqTrainingArguments(transformers.Seq2SeqTrainingArguments):
+    """transformers' `Seq2SeqTrainingArguments` (generation during eval), plus `--overwrite_output_dir`."""
+
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Start afresh in a non-empty --output_dir (deleting it). Without it, an output_dir with "
+            "checkpoints resumes from the last complete one, and one without checkpoints is an error."
+        },
+    )
+
+
+def _accelerator_available() -> bool:
+    import torch
+
+    if torch.cuda.is_available():
+        return True
+    return bool(getattr(torch, "xpu", None) and torch.xpu.is_available())
+
+
+def _read_config_file(path: str) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        values = yaml.safe_load(text) if path.endswith((".yaml", ".yml")) else json.loads(text)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, json.JSONDecodeError) as error:
+        raise UserError(f"cannot read the arguments file {path}: {error}") from None
+    if not isinstance(values, dict):
+        raise UserError(f"the arguments file {path} must hold a mapping of argument names to values")
+    return values
+
+
+def parse_arguments(
+    dataclass_types: tuple[type, ...],
+    argv: list[str] | None = None,
+    defaults: dict[str, Any] | None = None,
+    prog: str | None = None,
+) -> tuple:
+    """Parse command-line flags, or one `.yaml` / `.json` file holding the same names, into the dataclasses.
+
+    Args:
+        dataclass_types: The argument dataclasses, e.g. `(ModelArguments, DataArguments, TrainingArguments)`.
+        argv: The arguments (without the program name); `sys.argv[1:]` when None.
+        defaults: Command-specific defaults that replace the dataclass defaults (a file or flag still wins).
+        prog: The program name shown in `--help`.
+
+    Returns:
+        One instance per dataclass type, in order.
+
+    Raises:
+        UserError: unknown names, bad values, or an unreadable arguments file.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = HfArgumentParser(dataclass_types, prog=prog)
+    defaults = dict(defaults or {})
+    if defaults:
+        parser.set_defaults(**defaults)
+    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml", ".json")):
+        values = {**defaults, **_read_config_file(argv[0])}
+        known = {f for dtype in dataclass_types for f in dtype.__dataclass_fields__}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UserError(f"unknown argument(s) in {argv[0]}: {', '.join(unknown)}")
+    else:
+        namespace, extra = parser.parse_known_args(argv)
+        if extra:
+            raise UserError(f"unrecognised argument(s): {' '.join(extra)} (see --help)")
+        values = vars(namespace)
+    # transformers refuses --bf16 without a GPU unless --use_cpu is set; on a CPU-only machine bf16 autocast on
+    # the CPU is exactly what the user asks for (AMX makes it fast), so say so for them.
+    if (values.get("bf16") or values.get("bf16_full_eval")) and not _accelerator_available():
+        values["use_cpu"] = True
+    if any("output_dir" in dtype.__dataclass_fields__ for dtype in dataclass_types) and not values.get("output_dir"):
+        raise UserError("--output_dir is required: the folder that receives checkpoints and the final model")
+    try:
+        return parser.parse_dict(values)
+    except UserError:
+        raise
+    except (ValueError, TypeError) as error:
+        raise UserError(str(error).strip().splitlines()[0]) from None
