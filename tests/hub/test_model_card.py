@@ -1,0 +1,164 @@
+"""Model cards: metadata that parses and validates, content drawn from the folder, deterministic re-rendering."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from huggingface_hub import ModelCard, metadata_load
+from safetensors.torch import save_file
+
+from hf_textgen.hub import model_card
+from hf_textgen.hub.model_card import count_parameters, render_model_card, write_model_card
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# Enough of each family's config.json for a card; the weights are stand-ins of known size.
+FAMILY_CONFIGS = {
+    "rnn": {
+        "model_type": "hf_textgen_rnn",
+        "architectures": ["RNNForCausalLM"],
+        "vocab_size": 512,
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "cell_type": "gru",
+    },
+    "transformer": {
+        "model_type": "hf_textgen_transformer",
+        "architectures": ["TransformerForCausalLM"],
+        "vocab_size": 512,
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "intermediate_size": 64,
+        "max_position_embeddings": 128,
+    },
+    "classifier": {
+        "model_type": "hf_textgen_transformer",
+        "architectures": ["TransformerForSequenceClassification"],
+        "vocab_size": 512,
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_labels": 3,
+    },
+    "seq2seq": {
+        "model_type": "hf_textgen_seq2seq",
+        "architectures": ["Seq2SeqTransformerForConditionalGeneration"],
+        "is_encoder_decoder": True,
+        "vocab_size": 512,
+        "hidden_size": 32,
+        "encoder_layers": 2,
+        "decoder_layers": 1,
+    },
+}
+
+
+def _model_folder(tmp_path: Path, family: str, *, eval_loss: float | None = 2.5) -> Path:
+    folder = tmp_path / family
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(FAMILY_CONFIGS[family]))
+    save_file({"embed.weight": torch.zeros(512, 32), "head.bias": torch.zeros(7)}, str(folder / "model.safetensors"))
+    state = {
+        "global_step": 30,
+        "max_steps": 30,
+        "train_batch_size": 8,
+        "log_history": [
+            {"step": 10, "loss": 5.1, "learning_rate": 3e-4},
+            {"step": 20, "loss": 3.2, "learning_rate": 2e-4},
+            {"step": 20, "eval_loss": 3.0},
+            {"step": 30, "loss": 2.7, "learning_rate": 1e-4},
+        ],
+    }
+    (folder / "trainer_state.json").write_text(json.dumps(state))
+    if eval_loss is not None:
+        results = {"eval_loss": eval_loss, "eval_runtime": 0.5, "train_loss": 3.4, "epoch": 1.0}
+        (folder / "all_results.json").write_text(json.dumps(results))
+    (folder / "loss_curve.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    return folder
+
+
+def test_packaged_template_is_the_repository_template():
+    canonical = REPO_ROOT / "model_cards" / "hf_textgen_model_card.md"
+    assert model_card.TEMPLATE_PATH.read_text() == canonical.read_text(), (
+        "src/hf_textgen/hub/templates/ must mirror model_cards/: cp model_cards/*.md src/hf_textgen/hub/templates/"
+    )
+
+
+def test_count_parameters_reads_safetensors_headers(tmp_path):
+    folder = _model_folder(tmp_path, "rnn")
+    assert count_parameters(folder) == 512 * 32 + 7
+
+
+@pytest.mark.parametrize(
+    ("family", "pipeline_tag", "family_text", "usage"),
+    [
+        ("rnn", "text-generation", "recurrent layers (`gru` cells)", 'pipeline("text-generation"'),
+        ("transformer", "text-generation", "up to 128 positions", "AutoModelForCausalLM.from_pretrained"),
+        ("classifier", "text-classification", "causal self-attention", 'pipeline("text-classification"'),
+        ("seq2seq", "text2text-generation", "encoder of 2 bidirectional", "AutoModelForSeq2SeqLM.from_pretrained"),
+    ],
+)
+def test_card_per_family(tmp_path, family, pipeline_tag, family_text, usage):
+    folder = _model_folder(tmp_path, family)
+    path = write_model_card(folder, datasets="tiny_shakespeare", repo_id="alice/tiny")
+    assert path == folder / "README.md"
+    text = path.read_text()
+    metadata = metadata_load(path)
+    assert metadata["library_name"] == "transformers"
+    assert metadata["pipeline_tag"] == pipeline_tag
+    assert metadata["license"] == "apache-2.0"
+    assert metadata["language"] == "en"
+    assert metadata["datasets"] == ["tiny_shakespeare"]
+    assert FAMILY_CONFIGS[family]["model_type"] in metadata["tags"]
+    assert family_text in text
+    assert usage in text
+    assert 'repo_id = "alice/tiny"' in text
+    assert "trust_remote_code=True" in text and "revision=revision" in text
+    assert "16.4K (16,391)" in text
+    assert "![loss_curve.png](loss_curve.png)" in text
+    assert "| 20 | 3.2 | 3 |" in text  # loss history joins training and validation loss by step
+    assert "| learning_rate | 0.0003 |" in text  # peak learning rate from the log history
+    assert "## Limitations and bias" in text
+    assert "\n\n\n" not in text
+
+
+def test_model_index_carries_perplexity(tmp_path):
+    folder = _model_folder(tmp_path, "transformer", eval_loss=2.5)
+    card = ModelCard.load(write_model_card(folder, repo_id="alice/tiny"))
+    results = {result.metric_type: result for result in card.data.eval_results}
+    assert card.data.model_name == "tiny"
+    assert results["perplexity"].metric_value == pytest.approx(math.exp(2.5), abs=1e-3)
+    assert results["perplexity"].task_type == "text-generation"
+    assert results["perplexity"].dataset_split == "validation"
+    assert results["loss"].metric_value == 2.5
+    # Trainer bookkeeping is not a metric.
+    assert not {"runtime", "epoch"} & set(results)
+
+
+def test_explicit_perplexity_wins_over_loss(tmp_path):
+    folder = _model_folder(tmp_path, "rnn", eval_loss=None)
+    (folder / "eval_results.json").write_text(json.dumps({"perplexity": 12.5, "perplexity_per_word": 30.25}))
+    card = render_model_card(folder)
+    values = sorted(result.metric_value for result in card.data.eval_results)
+    assert values == [12.5, 30.25]
+    assert "exp(eval_loss)" not in card.content
+
+
+def test_rerender_is_deterministic_and_keeps_metadata(tmp_path):
+    folder = _model_folder(tmp_path, "transformer")
+    first = write_model_card(folder, base_model="bob/base", datasets=["bob/data"], task="causal_lm").read_text()
+    # A later render without arguments (as `push` does) keeps what the first caller knew.
+    again = render_model_card(folder)
+    assert str(again) == first
+    metadata = metadata_load(folder / "README.md")
+    assert metadata["base_model"] == "bob/base"
+    assert "bob/base" in first
+
+
+def test_bad_inputs_raise_value_error(tmp_path):
+    with pytest.raises(ValueError, match="config.json"):
+        render_model_card(tmp_path)
+    folder = _model_folder(tmp_path, "rnn")
+    with pytest.raises(ValueError, match="task="):
+        render_model_card(folder, task="translation")
