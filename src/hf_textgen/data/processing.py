@@ -1,0 +1,166 @@
+"""Tokenize raw text and pack it into fixed-size blocks for causal-LM training, as transformers' run_clm.py does.
+
+Each document ("text" row) is tokenized without special tokens and followed by the tokenizer's EOS, so the model
+learns where documents end. The token streams of a `map` batch (1,000 documents) are then concatenated and cut
+into blocks of exactly `block_size` tokens; the remainder of each batch is dropped (run_clm.py does the same).
+
+Both steps go through `datasets.map`, whose fingerprint cache makes a second run with the same data, tokenizer and
+block size load the result from disk instead of tokenizing again (unless `overwrite_cache`).
+"""
+
+from __future__ import annotations
+
+import logging
+from itertools import chain
+
+from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
+
+from hf_textgen.data.arguments import DataArguments
+from hf_textgen.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BLOCK_SIZE = 1024
+
+
+def _map_kwargs(dataset, data_args: DataArguments | None, description: str) -> dict:
+    """Cache and worker options for `map`; streaming datasets take none of them."""
+    if isinstance(dataset, IterableDataset):
+        return {}
+    return {
+        "num_proc": data_args.preprocessing_num_workers if data_args else None,
+        "load_from_cache_file": not (data_args and data_args.overwrite_cache),
+        "desc": description,
+    }
+
+
+def _columns(dataset) -> list[str]:
+    if dataset.column_names is not None:
+        return list(dataset.column_names)
+    first = next(iter(dataset), None)
+    return list(first) if first is not None else []
+
+
+def tokenize_datasets(
+    raw_datasets: DatasetDict | IterableDatasetDict,
+    tokenizer,
+    data_args: DataArguments | None = None,
+    append_eos: bool = True,
+    text_column_name: str = "text",
+) -> DatasetDict | IterableDatasetDict:
+    """Tokenize the text column of every split, each document followed by EOS; all other columns are removed.
+
+    Args:
+        raw_datasets: Splits with a text column (as returned by `load_raw_datasets`).
+        tokenizer: A transformers tokenizer; it must have an `eos_token` when `append_eos` is set.
+        data_args: Supplies `preprocessing_num_workers` and `overwrite_cache`; optional.
+        append_eos: Append `tokenizer.eos_token_id` to each document.
+        text_column_name: The column to tokenize.
+
+    Returns:
+        The same splits with a single `input_ids` column (lists of token ids of varying length).
+    """
+    eos_token_id = tokenizer.eos_token_id
+    if append_eos and eos_token_id is None:
+        raise UserError("the tokenizer has no eos_token to separate documents with; set one or use another tokenizer")
+
+    def tokenize(batch: dict) -> dict:
+        encoded = tokenizer(batch[text_column_name], add_special_tokens=False)["input_ids"]
+        if append_eos:
+            encoded = [ids + [eos_token_id] for ids in encoded]
+        return {"input_ids": encoded}
+
+    tokenized = {}
+    for split, dataset in raw_datasets.items():
+        tokenized[split] = dataset.map(
+            tokenize,
+            batched=True,
+            remove_columns=_columns(dataset),
+            **_map_kwargs(dataset, data_args, f"Tokenizing {split}"),
+        )
+    return type(raw_datasets)(tokenized)
+
+
+def group_texts(examples: dict, block_size: int) -> dict:
+    """Concatenate a batch of token lists and cut it into blocks of exactly `block_size` (remainder dropped).
+
+    Returns `input_ids`, `attention_mask` (all ones: packed blocks have no padding) and `labels` (a copy of
+    `input_ids`; the model shifts them).
+    """
+    concatenated = list(chain.from_iterable(examples["input_ids"]))
+    total_length = len(concatenated) // block_size * block_size
+    input_ids = [concatenated[start : start + block_size] for start in range(0, total_length, block_size)]
+    return {
+        "input_ids": input_ids,
+        "attention_mask": [[1] * block_size for _ in input_ids],
+        "labels": [list(ids) for ids in input_ids],
+    }
+
+
+def resolve_block_size(tokenizer, block_size: int | None) -> int:
+    """`block_size`, or the tokenizer's `model_max_length` capped at 1024 when not given."""
+    model_max_length = getattr(tokenizer, "model_max_length", None) or DEFAULT_BLOCK_SIZE
+    if block_size is None:
+        return min(model_max_length, DEFAULT_BLOCK_SIZE)
+    if block_size < 1:
+        raise UserError(f"--block_size must be a positive number of tokens, got {block_size}")
+    if block_size > model_max_length:
+        logger.warning(
+            "block_size %d is larger than the tokenizer's model_max_length %d; using it anyway",
+            block_size,
+            model_max_length,
+        )
+    return block_size
+
+
+def tokenize_and_group(
+    raw_datasets: DatasetDict | IterableDatasetDict,
+    tokenizer,
+    block_size: int | None = None,
+    data_args: DataArguments | None = None,
+) -> DatasetDict | IterableDatasetDict:
+    """Tokenize documents (EOS after each) and pack them into `block_size` blocks for causal-LM training.
+
+    Args:
+        raw_datasets: "train" / "validation" splits with a "text" column (from `load_raw_datasets`).
+        tokenizer: A transformers tokenizer with an `eos_token`.
+        block_size: Tokens per block; `None` takes `data_args.block_size`, else `min(model_max_length, 1024)`.
+        data_args: `preprocessing_num_workers`, `overwrite_cache`, `max_train_samples` and `max_eval_samples`
+            (the last two keep the first N blocks, as in run_clm.py).
+
+    Returns:
+        The splits with `input_ids`, `attention_mask` and `labels`, every row exactly `block_size` long.
+
+    Raises:
+        UserError: No EOS token, or (map-style data) a split with fewer tokens than one block.
+    """
+    if block_size is None and data_args is not None:
+        block_size = data_args.block_size
+    block_size = resolve_block_size(tokenizer, block_size)
+    tokenized = tokenize_datasets(raw_datasets, tokenizer, data_args)
+
+    grouped = {}
+    for split, dataset in tokenized.items():
+        dataset = dataset.map(
+            group_texts,
+            batched=True,
+            fn_kwargs={"block_size": block_size},
+            remove_columns=_columns(dataset),
+            **_map_kwargs(dataset, data_args, f"Grouping {split} in blocks of {block_size}"),
+        )
+        if isinstance(dataset, Dataset) and len(dataset) == 0:
+            raise UserError(
+                f"the {split} text is shorter than one block of {block_size} tokens; give more text or a smaller "
+                "--block_size"
+            )
+        limit = None
+        if data_args is not None:
+            limit = data_args.max_train_samples if split == "train" else data_args.max_eval_samples
+        if limit is not None:
+            dataset = (
+                dataset.take(limit)
+                if isinstance(dataset, IterableDataset)
+                else dataset.select(range(min(limit, len(dataset))))
+            )
+        grouped[split] = dataset
+    return type(tokenized)(grouped)
