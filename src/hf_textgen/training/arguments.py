@@ -84,11 +84,6 @@ class ModelArguments:
                 "--config_overrides only applies to a model trained from scratch with --model_type; "
                 "drop --config_name / --model_name_or_path or drop --config_overrides"
             )
-        if self.tokenizer_vocab_size < 260:
-            raise UserError(
-                f"--tokenizer_vocab_size {self.tokenizer_vocab_size} is too small: a byte-level tokenizer "
-                "needs at least 256 byte tokens plus special tokens; use 260 or more"
-            )
 
     @property
     def resolved_model_type(self) -> str | None:

@@ -1,0 +1,138 @@
+"""What the final model folder holds besides the weights: metrics, trainer state, loss curves and a model card."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+
+logger = logging.getLogger(__name__)
+
+LOSS_PLOT_NAME = "loss_curves.png"
+
+
+def perplexity(loss: float) -> float:
+    """`exp(loss)`, or infinity where that overflows (an untrained model's loss can be large)."""
+    try:
+        return math.exp(loss)
+    except OverflowError:
+        return float("inf")
+
+
+def save_loss_plot(log_history: list[dict[str, Any]], path: str | os.PathLike) -> Path | None:
+    """Plot the train and eval loss against the step from `trainer.state.log_history` into a PNG.
+
+    Returns:
+        The written path, or None when the history holds no loss to plot.
+    """
+    train = [(entry["step"], entry["loss"]) for entry in log_history if "loss" in entry and "step" in entry]
+    evals = [(entry["step"], entry["eval_loss"]) for entry in log_history if "eval_loss" in entry]
+    if not train and not evals:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers and in CI
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    if train:
+        axis.plot(*zip(*train), label="train loss")
+    if evals:
+        axis.plot(*zip(*evals), marker="o", label="eval loss")
+    axis.set_xlabel("step")
+    axis.set_ylabel("cross-entropy loss (nats/token)")
+    axis.set_title("Loss curves")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def set_generation_defaults(model, tokenizer) -> None:
+    """Store the generate engineer's sampling defaults in `model.generation_config` (saved with the model)."""
+    try:
+        from hf_textgen.generation import set_default_generation_config
+    except ImportError:
+        return
+    if model.can_generate():
+        set_default_generation_config(model, tokenizer)
+
+
+def write_model_card(output_dir: str | os.PathLike, **kwargs: Any) -> None:
+    """Render README.md into the finished folder with the Hub engineer's card writer, where it is installed."""
+    try:
+        from hf_textgen.hub.model_card import write_model_card as write
+    except ImportError:
+        return
+    try:
+        write(output_dir, **kwargs)
+    except Exception as error:  # a card is documentation: never lose a trained model over it
+        logger.warning("could not write the model card: %s", error)
+
+
+def finish(trainer, train_metrics: dict[str, float] | None, eval_metrics: dict[str, float] | None, **card) -> None:
+    """Save the final model folder as the transformers examples do, plus the loss plot and the model card.
+
+    `trainer.save_model` writes weights (safetensors), config with `auto_map`, the model code, the tokenizer and
+    the generation config; `save_metrics` writes `train_results.json` / `eval_results.json` / `all_results.json`;
+    `save_state` writes `trainer_state.json`.
+    """
+    output_dir = trainer.args.output_dir
+    if train_metrics is not None:
+        trainer.save_model()
+        trainer.log_metrics("train", train_metrics)
+        trainer.save_metrics("train", train_metrics)
+        trainer.save_state()
+    if eval_metrics is not None:
+        trainer.log_metrics("eval", eval_metrics)
+        trainer.save_metrics("eval", eval_metrics)
+    if trainer.is_world_process_zero():
+        plot = save_loss_plot(trainer.state.log_history, Path(output_dir) / LOSS_PLOT_NAME)
+        if plot is not None:
+            logger.info("loss curves written to %s", plot)
+        if train_metrics is not None:
+            write_model_card(output_dir, **card)
+
+
+def weights_sha256(model: torch.nn.Module) -> str:
+    """A hash of every parameter and buffer, in name order: equal hashes mean bit-identical weights."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        # A byte view works for every dtype (bfloat16 has no numpy equivalent).
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+class RankSyncCallback(TrainerCallback):
+    """After distributed training, print every rank's weight hash and warn if the ranks disagree.
+
+    Data parallelism must leave every replica bit-identical; a mismatch means diverged replicas (and a saved
+    model that only reflects rank 0). One line per rank, `rank R/W weights sha256 HASH`, on stdout.
+    """
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        if model is None or not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return
+        sharded = args.fsdp or args.deepspeed or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+        if sharded or os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+            return  # each rank holds a different shard by design
+        world_size = torch.distributed.get_world_size()
+        if world_size < 2:
+            return
+        rank = torch.distributed.get_rank()
+        digest = weights_sha256(model)
+        print(f"rank {rank}/{world_size} weights sha256 {digest}", flush=True)
+        digests: list[str | None] = [None] * world_size
+        torch.distributed.all_gather_object(digests, digest)
+        if rank == 0 and len(set(digests)) > 1:
+            logger.warning("the ranks hold different weights after training: %s", digests)
