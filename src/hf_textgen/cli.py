@@ -12,7 +12,10 @@ import sys
 from hf_textgen.errors import UserError
 
 # name -> (module, one-line help). A subcommand is listed here only once it works.
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "pretrain": ("hf_textgen.commands.pretrain", "causal-LM pretraining with the Trainer (bundled corpus by default)"),
+    "finetune": ("hf_textgen.commands.finetune", "fine-tuning: causal_lm, prompt_completion, classification, seq2seq"),
+}
 
 
 def _usage() -> str:

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 
 import datasets
+import torch
 import transformers
 from transformers import (
     AutoConfig,
@@ -164,6 +165,8 @@ def run_pretrain(
         num_parameters = sum(p.numel() for p in model.parameters())
         logger.info("training a new %s model from scratch: %.2fM parameters", config.model_type, num_parameters / 1e6)
 
+    if not torch.cuda.is_available():
+        training_args.dataloader_pin_memory = False  # nothing to pin for without an accelerator
     trainer = Trainer(
         model=model,
         args=training_args,
