@@ -13,6 +13,7 @@ from hf_textgen.errors import UserError
 
 # name -> (module, one-line help). A subcommand is listed here only once it works.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "train-tokenizer": ("hf_textgen.commands.train_tokenizer", "train a byte-level BPE (or char / word) tokenizer"),
     "pretrain": ("hf_textgen.commands.pretrain", "causal-LM pretraining with the Trainer (bundled corpus by default)"),
     "finetune": ("hf_textgen.commands.finetune", "fine-tuning: causal_lm, prompt_completion, classification, seq2seq"),
 }

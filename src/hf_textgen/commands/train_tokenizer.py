@@ -1,0 +1,140 @@
+"""`hf-textgen train-tokenizer`: train a byte-level BPE (or char / word) tokenizer and save it as a folder.
+
+The text is streamed from its files (or the Hub) through `datasets`, so even a corpus larger than memory is never
+held whole; the saved folder loads with `AutoTokenizer.from_pretrained` as a `PreTrainedTokenizerFast`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from hf_textgen.data import DataArguments, load_raw_datasets, minimum_vocab_size, train_tokenizer
+from hf_textgen.data.tokenizer_training import TOKENIZER_TYPES, EmptyCorpusError
+from hf_textgen.errors import UserError, atomic_output_dir
+
+# Default vocabulary per type: BPE small enough for the bundled corpus, word-level the size of WikiText-2's,
+# char keeps every character seen.
+DEFAULT_VOCAB_SIZES = {"bpe": 8000, "word": 32000, "char": None}
+# Validation characters tokenized for the chars/token figure: enough for a stable number, cheap on any corpus.
+_MAX_VALIDATION_CHARS = 2_000_000
+_BATCH_SIZE = 1000
+
+
+@dataclass
+class TokenizerTrainingArguments:
+    """Flags of `hf-textgen train-tokenizer`."""
+
+    output_dir: str | None = field(default=None, metadata={"help": "The folder the tokenizer is saved to."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Replace --output_dir if it already holds files."}
+    )
+    tokenizer_type: str = field(
+        default="bpe",
+        metadata={
+            "help": "bpe: byte-level BPE (lossless for any Unicode); char: one token per character; word: "
+            "word-level with <unk>.",
+            "choices": list(TOKENIZER_TYPES),
+        },
+    )
+    vocab_size: int | None = field(
+        default=None,
+        metadata={"help": "Vocabulary size, special tokens included. Default: bpe 8000, word 32000, char all seen."},
+    )
+    min_frequency: int = field(
+        default=2, metadata={"help": "Ignore merges (bpe) or words / characters seen fewer times than this."}
+    )
+    train_file: list[str] | None = field(
+        default=None,
+        metadata={"help": "Training text: one or more paths or globs (.txt, .json, .jsonl, .csv, .parquet)."},
+    )
+    validation_file: str | None = field(
+        default=None, metadata={"help": "Text to report characters per token on (default: a held-out slice)."}
+    )
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "A Hub dataset id (e.g. Salesforce/wikitext) or a local data folder."}
+    )
+    dataset_config_name: str | None = field(
+        default=None, metadata={"help": "The dataset configuration, e.g. wikitext-103-raw-v1."}
+    )
+    text_column_name: str | None = field(
+        default=None, metadata={"help": "The column holding the text (default: 'text' or the only string column)."}
+    )
+
+
+def _batches(dataset, limit_chars: int | None = None) -> Iterator[list[str]]:
+    """Lists of texts from a (streaming) dataset, stopping after about `limit_chars` characters."""
+    seen = 0
+    for batch in dataset.iter(batch_size=_BATCH_SIZE):
+        texts = [text for text in batch["text"] if text]
+        yield texts
+        seen += sum(map(len, texts))
+        if limit_chars is not None and seen >= limit_chars:
+            return
+
+
+def _reading_errors_as_user_errors(error: Exception) -> UserError | None:
+    cause = error
+    while cause is not None and not isinstance(cause, UnicodeDecodeError):
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(cause, UnicodeDecodeError):
+        return UserError(f"a training file is not UTF-8 text ({cause.reason} at byte {cause.start}); convert it")
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train a tokenizer on the named corpus (the bundled one by default), save it and print a one-line summary."""
+    from hf_textgen.training.arguments import parse_arguments
+
+    (args,) = parse_arguments((TokenizerTrainingArguments,), argv, prog="hf-textgen train-tokenizer")
+    vocab_size = args.vocab_size if args.vocab_size is not None else DEFAULT_VOCAB_SIZES[args.tokenizer_type]
+    if vocab_size is not None and vocab_size < minimum_vocab_size(args.tokenizer_type):
+        raise UserError(
+            f"--vocab_size {vocab_size} is too small for --tokenizer_type {args.tokenizer_type}: use at least "
+            f"{minimum_vocab_size(args.tokenizer_type)}"
+        )
+    if args.min_frequency < 1:
+        raise UserError(f"--min_frequency must be at least 1, got {args.min_frequency}")
+    try:
+        data_args = DataArguments(
+            dataset_name=args.dataset_name,
+            dataset_config_name=args.dataset_config_name,
+            train_file=args.train_file,
+            validation_file=args.validation_file,
+            text_column_name=args.text_column_name,
+            streaming=True,  # read the corpus lazily: the tokenizer trainer only needs one pass
+        )
+    except ValueError as error:
+        raise UserError(str(error)) from None
+
+    start = time.perf_counter()
+    with atomic_output_dir(args.output_dir, overwrite=args.overwrite_output_dir) as folder:
+        raw_datasets = load_raw_datasets(data_args)
+        try:
+            tokenizer = train_tokenizer(
+                _batches(raw_datasets["train"]),
+                tokenizer_type=args.tokenizer_type,
+                vocab_size=vocab_size,
+                min_frequency=args.min_frequency,
+            )
+            validation_batches = _batches(raw_datasets["validation"], _MAX_VALIDATION_CHARS)
+            validation_texts = [text for batch in validation_batches for text in batch]
+        except EmptyCorpusError:
+            raise UserError("the training text is empty: give a file with text in it") from None
+        except Exception as error:
+            user_error = _reading_errors_as_user_errors(error)
+            if user_error is None:
+                raise
+            raise user_error from None
+        tokenizer.save_pretrained(str(folder))
+    seconds = time.perf_counter() - start
+
+    num_chars = sum(map(len, validation_texts))
+    num_tokens = sum(map(len, tokenizer(validation_texts, add_special_tokens=False)["input_ids"])) if num_chars else 0
+    ratio = f"{num_chars / num_tokens:.2f} chars/token on the validation text" if num_tokens else "no validation text"
+    print(
+        f"trained a {args.tokenizer_type} tokenizer with {len(tokenizer)} tokens in {seconds:.1f}s; {ratio}; "
+        f"saved to {args.output_dir}"
+    )
+    return 0
