@@ -1,11 +1,68 @@
 """The model families, and the one place that registers them with the transformers Auto classes."""
 
-from transformers import AutoConfig
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
+    AutoModelForSequenceClassification,
+)
 
-__all__: list[str] = []
+from hf_textgen.models.rnn import RNNConfig, RNNForCausalLM, RNNForSequenceClassification, RNNModel, RNNPreTrainedModel
+from hf_textgen.models.seq2seq import (
+    Seq2SeqTransformerConfig,
+    Seq2SeqTransformerForConditionalGeneration,
+    Seq2SeqTransformerModel,
+    Seq2SeqTransformerPreTrainedModel,
+)
+from hf_textgen.models.transformer import (
+    TransformerConfig,
+    TransformerForCausalLM,
+    TransformerForSequenceClassification,
+    TransformerModel,
+    TransformerPreTrainedModel,
+)
+
+__all__: list[str] = [
+    "RNNConfig",
+    "RNNForCausalLM",
+    "RNNForSequenceClassification",
+    "RNNModel",
+    "RNNPreTrainedModel",
+    "Seq2SeqTransformerConfig",
+    "Seq2SeqTransformerForConditionalGeneration",
+    "Seq2SeqTransformerModel",
+    "Seq2SeqTransformerPreTrainedModel",
+    "TransformerConfig",
+    "TransformerForCausalLM",
+    "TransformerForSequenceClassification",
+    "TransformerModel",
+    "TransformerPreTrainedModel",
+]
 
 # (config class, {Auto class: model class}) per family; a family adds its line when it lands.
-_REGISTRY: list[tuple[type, dict[type, type]]] = []
+_REGISTRY: list[tuple[type, dict[type, type]]] = [
+    (
+        RNNConfig,
+        {
+            AutoModel: RNNModel,
+            AutoModelForCausalLM: RNNForCausalLM,
+            AutoModelForSequenceClassification: RNNForSequenceClassification,
+        },
+    ),
+    (
+        TransformerConfig,
+        {
+            AutoModel: TransformerModel,
+            AutoModelForCausalLM: TransformerForCausalLM,
+            AutoModelForSequenceClassification: TransformerForSequenceClassification,
+        },
+    ),
+    (
+        Seq2SeqTransformerConfig,
+        {AutoModel: Seq2SeqTransformerModel, AutoModelForSeq2SeqLM: Seq2SeqTransformerForConditionalGeneration},
+    ),
+]
 
 
 def _register() -> None:

@@ -1,0 +1,387 @@
+"""Recurrent language models (LSTM / GRU / Elman RNN) as transformers models.
+
+The backbone is the classic one: token embedding -> stacked recurrent layers -> dropout. Training and prompt
+processing run torch's fused `nn.LSTM` / `nn.GRU` / `nn.RNN` over the whole sequence; generation keeps each layer's
+final state in transformers' `Cache` (one recurrent-state slot per layer, reordered by beam search), so a new token
+costs the same however long the context is.
+
+Padding: positions where `attention_mask == 0` never touch the state. Each row's real tokens are moved to the front
+(a stable per-row permutation), run as a packed sequence, and the outputs moved back, so a left-padded row produces
+exactly what the same row produces alone.
+
+This file imports only torch, transformers and its sibling configuration: it is the code that travels with a saved
+model for `trust_remote_code=True`.
+"""
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from transformers import Cache, DynamicCache, GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_outputs import (
+    BaseModelOutputWithPast,
+    CausalLMOutputWithPast,
+    SequenceClassifierOutput,
+)
+
+from .configuration_rnn import RNNConfig
+
+_RNN_CLASSES = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+
+
+class _PaddingPlan:
+    """How to run a masked batch as a packed sequence: computed once per forward, shared by every layer."""
+
+    def __init__(self, attention_mask: torch.Tensor):
+        self.mask = attention_mask.bool()  # (B, T)
+        self.lengths = self.mask.sum(dim=1)  # (B,)
+        # A stable sort on "is padding" lists each row's real positions first, in their original order.
+        self.order = torch.argsort((~self.mask).to(torch.int8), dim=1, stable=True)  # (B, T)
+        self.empty_rows = self.lengths == 0  # (B,) rows with no real token keep their incoming state
+        # `pack_padded_sequence` wants lengths >= 1 on the CPU; an empty row runs one throw-away step.
+        self.pack_lengths = self.lengths.clamp(min=1).cpu()
+
+    def run(
+        self, rnn: nn.RNNBase, inputs: torch.Tensor, state: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None
+    ) -> tuple[torch.Tensor, torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
+        batch_size, seq_len, _ = inputs.shape
+        gather_index = self.order.unsqueeze(-1).expand(-1, -1, inputs.shape[-1])
+        compact = inputs.gather(1, gather_index)  # (B, T, D_in), real tokens first
+        packed = pack_padded_sequence(compact, self.pack_lengths, batch_first=True, enforce_sorted=False)
+        packed_output, final_state = rnn(packed, state)
+        compact_output, _ = pad_packed_sequence(packed_output, batch_first=True, total_length=seq_len)  # (B, T, D)
+        scatter_index = self.order.unsqueeze(-1).expand(-1, -1, compact_output.shape[-1])
+        outputs = torch.zeros_like(compact_output).scatter(1, scatter_index, compact_output)  # back in place
+        outputs = outputs * self.mask.unsqueeze(-1).to(outputs.dtype)  # padding positions output zeros
+        if bool(self.empty_rows.any()):
+            if state is None:  # the incoming state was the zero state
+                state = (
+                    tuple(torch.zeros_like(part) for part in final_state)
+                    if isinstance(final_state, tuple)
+                    else torch.zeros_like(final_state)
+                )
+            keep = self.empty_rows.view(1, batch_size, 1)
+            if isinstance(final_state, tuple):
+                final_state = tuple(torch.where(keep, old, new) for old, new in zip(state, final_state))
+            else:
+                final_state = torch.where(keep, state, final_state)
+        return outputs, final_state
+
+
+class RNNPreTrainedModel(PreTrainedModel):
+    """Weight initialisation and the flags transformers reads (stateful: no assisted decoding, no cache cropping)."""
+
+    config: RNNConfig
+    config_class = RNNConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    _is_stateful = True
+    supports_gradient_checkpointing = False
+
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, nn.RNNBase):
+            # torch's own recurrent init, U(-1/sqrt(H), 1/sqrt(H)), keeps tanh/sigmoid gates out of saturation.
+            bound = module.hidden_size**-0.5
+            for name, param in module.named_parameters():
+                init.uniform_(param, -bound, bound)
+                if isinstance(module, nn.LSTM) and name.startswith("bias_ih"):
+                    # Forget-gate bias 1 (Jozefowicz et al. 2015): remember by default early in training.
+                    hidden = module.hidden_size
+                    with torch.no_grad():
+                        param[hidden : 2 * hidden].fill_(1.0)
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=std)
+        elif isinstance(module, nn.Linear):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+
+
+class RNNModel(RNNPreTrainedModel):
+    """The recurrent backbone: embedding, `num_hidden_layers` LSTM/GRU/RNN layers, dropout.
+
+    Returns a `BaseModelOutputWithPast` whose `cache` holds each layer's final state (unidirectional only).
+    """
+
+    def __init__(self, config: RNNConfig):
+        super().__init__(config)
+        rnn_class = _RNN_CLASSES[config.cell_type]
+        num_directions = 2 if config.bidirectional else 1
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.embedding_size)
+        self.dropout = nn.Dropout(config.dropout)
+        # One module per layer (not `num_layers=`): each layer gets its own cache slot and dropout in between.
+        self.layers = nn.ModuleList(
+            rnn_class(
+                input_size=config.embedding_size if index == 0 else config.hidden_size * num_directions,
+                hidden_size=config.hidden_size,
+                batch_first=True,
+                bidirectional=config.bidirectional,
+            )
+            for index in range(config.num_hidden_layers)
+        )
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embed_tokens = value
+
+    def _read_state(self, cache: Cache | None, layer_idx: int) -> torch.Tensor | tuple[torch.Tensor, ...] | None:
+        """The layer's cached state in the `(1, B, H)` layout torch's RNNs take, or None to start from zeros."""
+        if cache is None or not cache.has_previous_state(layer_idx):
+            return None
+        states = tuple(
+            cache.get_recurrent_state(layer_idx, state_idx).unsqueeze(0)  # (B, H) -> (1, B, H)
+            for state_idx in range(self.config.number_of_conv_states)
+        )
+        return states if len(states) == 2 else states[0]
+
+    def _write_state(self, cache: Cache, layer_idx: int, state: torch.Tensor | tuple[torch.Tensor, ...]) -> None:
+        states = state if isinstance(state, tuple) else (state,)
+        for state_idx, tensor in enumerate(states):
+            cache.update_recurrent_state(tensor[0], layer_idx, state_idx=state_idx)  # (1, B, H) -> (B, H)
+            # transformers flags a slot as filled only on conv-state updates; we have recurrent state only.
+            cache.layers[layer_idx].has_previous_state[state_idx] = True
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        cache: Cache | None = None,
+        use_cache: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPast | tuple:
+        """Run the recurrent stack.
+
+        Args:
+            input_ids: `(batch, seq_len)` token ids (or give `inputs_embeds`).
+            attention_mask: `(batch, seq_len)`, 1 for real tokens and 0 for padding; padding never moves the state.
+            inputs_embeds: `(batch, seq_len, embedding_size)` instead of `input_ids`.
+            cache: the state left by a previous call; the new tokens continue from it. Updated in place.
+            use_cache: return the (possibly new) cache; defaults to `config.use_cache` outside training.
+            output_hidden_states: also return the embeddings and every layer's outputs.
+            return_dict: return a `BaseModelOutputWithPast` rather than a tuple.
+        """
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        use_cache = use_cache if use_cache is not None else (self.config.use_cache and not self.training)
+        if self.config.bidirectional:
+            if cache is not None:
+                raise ValueError("A bidirectional RNN reads the whole input at once, so it cannot continue a cache.")
+            use_cache = False
+        if use_cache and cache is None:
+            cache = DynamicCache(config=self.config)
+        if not use_cache:
+            cache = None
+
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_tokens(input_ids)  # (B, T, E)
+        # Fully-real batches (decode steps, packed pretraining blocks) take the plain fused call.
+        plan = None
+        if attention_mask is not None and not bool(attention_mask.all()):
+            plan = _PaddingPlan(attention_mask)
+
+        hidden_states = self.dropout(inputs_embeds)
+        all_hidden_states = (hidden_states,) if output_hidden_states else None
+        for layer_idx, rnn in enumerate(self.layers):
+            if layer_idx > 0:
+                hidden_states = self.dropout(hidden_states)
+            state = self._read_state(cache, layer_idx)
+            if plan is None:
+                hidden_states, state = rnn(hidden_states, state)  # (B, T, H * directions)
+            else:
+                hidden_states, state = plan.run(rnn, hidden_states, state)  # (B, T, H * directions)
+            if cache is not None:
+                self._write_state(cache, layer_idx, state)
+            if output_hidden_states:
+                all_hidden_states += (hidden_states,)
+        hidden_states = self.dropout(hidden_states)
+
+        if not return_dict:
+            return tuple(value for value in (hidden_states, cache, all_hidden_states) if value is not None)
+        return BaseModelOutputWithPast(last_hidden_state=hidden_states, cache=cache, hidden_states=all_hidden_states)
+
+
+class RNNForCausalLM(RNNPreTrainedModel, GenerationMixin):
+    """RNN language model: the backbone plus a linear head over the vocabulary (tied to the embeddings by default)."""
+
+    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+
+    def __init__(self, config: RNNConfig):
+        if config.bidirectional:
+            raise ValueError(
+                "RNNConfig.bidirectional=True cannot be used by RNNForCausalLM: a causal language model must not see "
+                "future tokens. Set bidirectional=False, or use RNNForSequenceClassification."
+            )
+        super().__init__(config)
+        self.model = RNNModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.model.embed_tokens = value
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
+        self.lm_head = new_embeddings
+
+    def prepare_inputs_for_generation(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        cache: Cache | None = None,
+        is_first_iteration: bool | None = False,
+        **kwargs,
+    ) -> dict:
+        model_inputs = super().prepare_inputs_for_generation(
+            input_ids,
+            attention_mask=attention_mask,
+            use_cache=use_cache,
+            cache=cache,
+            is_first_iteration=is_first_iteration,
+            **kwargs,
+        )
+        # Once the prompt is in the state, each step feeds one real token: the mask only matters for the prompt.
+        if use_cache and not is_first_iteration:
+            model_inputs["attention_mask"] = None
+        return model_inputs
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        cache: Cache | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ) -> CausalLMOutputWithPast | tuple:
+        """Next-token logits, and the language-modelling loss when `labels` are given.
+
+        Args:
+            input_ids, attention_mask, inputs_embeds, cache, use_cache, output_hidden_states, return_dict: as in
+                `RNNModel.forward`.
+            labels: `(batch, seq_len)` targets, usually `input_ids`; shifted inside, -100 is ignored.
+            logits_to_keep: compute logits only for the last this-many positions (0 = all), or at these indices.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            inputs_embeds=inputs_embeds,
+            cache=cache,
+            use_cache=use_cache,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        hidden_states = outputs.last_hidden_state  # (B, T, H)
+        keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+        logits = self.lm_head(hidden_states[:, keep, :])  # (B, T_kept, V)
+
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
+
+        if not return_dict:
+            output = tuple(value for value in (logits, outputs.cache, outputs.hidden_states) if value is not None)
+            return (loss, *output) if loss is not None else output
+        return CausalLMOutputWithPast(
+            loss=loss, logits=logits, cache=outputs.cache, hidden_states=outputs.hidden_states
+        )
+
+
+class RNNForSequenceClassification(RNNPreTrainedModel):
+    """The backbone plus a linear classifier over the last real token (and the first, for the backward direction).
+
+    Pooling reads the mask, so padding on either side gives the same logits as the unpadded text. Without an
+    `attention_mask`, tokens equal to `config.pad_token_id` are treated as padding.
+    """
+
+    def __init__(self, config: RNNConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = RNNModel(config)
+        num_directions = 2 if config.bidirectional else 1
+        self.score = nn.Linear(config.hidden_size * num_directions, config.num_labels)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.model.embed_tokens = value
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutput | tuple:
+        """Class logits `(batch, num_labels)`, and the loss when `labels` are given.
+
+        Args:
+            input_ids, attention_mask, inputs_embeds, output_hidden_states, return_dict: as in `RNNModel.forward`.
+            labels: `(batch,)` class ids (or floats for regression / multi-label, following `config.problem_type`).
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if attention_mask is None and input_ids is not None and self.config.pad_token_id is not None:
+            attention_mask = (input_ids != self.config.pad_token_id).long()
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            inputs_embeds=inputs_embeds,
+            use_cache=False,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        hidden_states = outputs.last_hidden_state  # (B, T, H * directions)
+        batch_size, seq_len, _ = hidden_states.shape
+        rows = torch.arange(batch_size, device=hidden_states.device)
+        if attention_mask is None:
+            last = torch.full((batch_size,), seq_len - 1, device=hidden_states.device)
+            first = torch.zeros(batch_size, dtype=torch.long, device=hidden_states.device)
+        else:
+            positions = torch.arange(seq_len, device=hidden_states.device).expand(batch_size, -1)  # (B, T)
+            real = attention_mask.bool()
+            last = torch.where(real, positions, -1).amax(dim=1).clamp(min=0)  # (B,)
+            first = torch.where(real, positions, seq_len).amin(dim=1).clamp(max=seq_len - 1)  # (B,)
+        hidden = self.config.hidden_size
+        # The forward direction has read the whole text at its last token; the backward one at its first token.
+        pooled = hidden_states[rows, last, :hidden]  # (B, H)
+        if self.config.bidirectional:
+            pooled = torch.cat([pooled, hidden_states[rows, first, hidden:]], dim=-1)  # (B, 2H)
+        logits = self.score(pooled)  # (B, num_labels)
+
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(labels=labels, pooled_logits=logits, config=self.config)
+
+        if not return_dict:
+            output = tuple(value for value in (logits, outputs.hidden_states) if value is not None)
+            return (loss, *output) if loss is not None else output
+        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
+
+
+__all__ = ["RNNForCausalLM", "RNNForSequenceClassification", "RNNModel", "RNNPreTrainedModel"]

@@ -1,0 +1,237 @@
+"""RNN family: the common causal-LM suite for every cell type, plus what only a recurrent model has."""
+
+import pytest
+import torch
+from torch import nn
+
+from hf_textgen import RNNConfig, RNNForCausalLM, RNNForSequenceClassification, RNNModel
+
+from .common import CausalLMModelTestMixin
+
+CELL_TYPES = ("lstm", "gru", "rnn")
+
+
+def tiny_rnn_config(**overrides) -> RNNConfig:
+    fields = {
+        "vocab_size": 99,
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "cell_type": "lstm",
+        "dropout": 0.1,
+        "pad_token_id": 0,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+    }
+    return RNNConfig(**{**fields, **overrides})
+
+
+class _RNNSuite(CausalLMModelTestMixin):
+    config_class = RNNConfig
+    base_model_class = RNNModel
+    causal_lm_class = RNNForCausalLM
+    sequence_classification_class = RNNForSequenceClassification
+    cell_type = "lstm"
+
+    def get_config(self, **overrides):
+        return tiny_rnn_config(**{"cell_type": self.cell_type, **overrides})
+
+
+class TestLSTM(_RNNSuite):
+    cell_type = "lstm"
+
+
+class TestGRU(_RNNSuite):
+    cell_type = "gru"
+
+
+class TestElmanRNN(_RNNSuite):
+    cell_type = "rnn"
+
+
+# ------------------------------------------------------------------------------------------------------ config
+def test_default_config_is_a_small_real_model():
+    config = RNNConfig()
+    assert config.model_type == "hf_textgen_rnn"
+    assert (config.cell_type, config.hidden_size, config.num_hidden_layers) == ("lstm", 512, 2)
+    assert config.embedding_size == config.hidden_size
+    assert config.tie_word_embeddings and not config.bidirectional
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"cell_type": "transformer"}, "cell_type"),
+        ({"hidden_size": 0}, "hidden_size"),
+        ({"vocab_size": -5}, "vocab_size"),
+        ({"num_hidden_layers": 0}, "num_hidden_layers"),
+        ({"hidden_size": 1.5}, "hidden_size"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"dropout": -0.1}, "dropout"),
+        ({"embedding_size": 16, "tie_word_embeddings": True}, "tie_word_embeddings"),
+    ],
+)
+def test_config_errors_name_the_field(overrides, field):
+    with pytest.raises(ValueError, match=field):
+        tiny_rnn_config(**overrides)
+
+
+def test_bidirectional_causal_lm_is_refused():
+    config = tiny_rnn_config(bidirectional=True)  # fine for classification, so the config itself accepts it
+    with pytest.raises(ValueError, match="bidirectional"):
+        RNNForCausalLM(config)
+
+
+def test_config_edited_after_construction_is_checked_on_save(tmp_path):
+    config = tiny_rnn_config()
+    config.cell_type = "lstmm"
+    with pytest.raises(ValueError, match="cell_type"):
+        config.save_pretrained(tmp_path)
+
+
+def test_untied_embedding_size_differs_from_hidden_size(tmp_path):
+    torch.manual_seed(0)
+    model = RNNForCausalLM(tiny_rnn_config(embedding_size=16, tie_word_embeddings=False)).eval()
+    assert model.model.embed_tokens.weight.shape == (99, 16)
+    assert model.lm_head.weight.shape == (99, 32)
+    input_ids = torch.randint(3, 99, (2, 6))
+    model.save_pretrained(tmp_path)
+    reloaded = RNNForCausalLM.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        assert torch.equal(reloaded(input_ids=input_ids).logits, model(input_ids=input_ids).logits)
+
+
+def test_tied_weights_share_storage_and_survive_reload(tmp_path):
+    model = RNNForCausalLM(tiny_rnn_config())
+    assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+    model.save_pretrained(tmp_path)
+    reloaded = RNNForCausalLM.from_pretrained(tmp_path)
+    assert reloaded.lm_head.weight.data_ptr() == reloaded.model.embed_tokens.weight.data_ptr()
+
+
+# ------------------------------------------------------------------------------- against torch's own multi-layer RNN
+@pytest.mark.parametrize("cell_type", CELL_TYPES)
+def test_backbone_equals_torch_multilayer_rnn(cell_type):
+    """Our stacked layers are the same computation as one `nn.LSTM/GRU/RNN(num_layers=...)` (the trusted kernel)."""
+    torch.manual_seed(0)
+    model = RNNModel(tiny_rnn_config(cell_type=cell_type, num_hidden_layers=3, dropout=0.0)).eval()
+    reference = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[cell_type](32, 32, num_layers=3, batch_first=True)
+    with torch.no_grad():
+        for index, layer in enumerate(model.layers):
+            for name, parameter in layer.named_parameters():
+                getattr(reference, name.replace("_l0", f"_l{index}")).copy_(parameter)
+        input_ids = torch.randint(3, 99, (2, 9))
+        expected, _ = reference(model.embed_tokens(input_ids))
+        torch.testing.assert_close(model(input_ids=input_ids).last_hidden_state, expected)
+
+
+# ------------------------------------------------------------------------------------------------ state and cache
+@pytest.mark.parametrize("cell_type", CELL_TYPES)
+def test_cache_holds_one_fixed_size_state_per_layer(cell_type):
+    torch.manual_seed(0)
+    model = RNNForCausalLM(tiny_rnn_config(cell_type=cell_type, num_hidden_layers=3)).eval()
+    shapes = []
+    for length in (4, 64):
+        with torch.no_grad():
+            cache = model(input_ids=torch.randint(3, 99, (2, length)), use_cache=True).cache
+        assert len(cache.layers) == 3
+        expected_states = 2 if cell_type == "lstm" else 1  # LSTM keeps (h, c)
+        shapes.append(
+            [tuple(layer.recurrent_states[index].shape) for layer in cache.layers for index in range(expected_states)]
+        )
+    assert shapes[0] == shapes[1] == [(2, 32)] * (3 * expected_states)  # context length does not grow the state
+
+
+@pytest.mark.parametrize("cell_type", CELL_TYPES)
+def test_beam_reorder_moves_states_with_their_rows(cell_type):
+    torch.manual_seed(0)
+    model = RNNForCausalLM(tiny_rnn_config(cell_type=cell_type)).eval()
+    prompt = torch.randint(3, 99, (3, 5))
+    next_tokens = torch.randint(3, 99, (3, 1))
+    beam_idx = torch.tensor([2, 0, 0])
+    with torch.no_grad():
+        cache = model(input_ids=prompt, use_cache=True).cache
+        cache.reorder_cache(beam_idx)
+        reordered = model(input_ids=next_tokens, cache=cache, use_cache=True).logits
+        expected = model(input_ids=torch.cat([prompt[beam_idx], next_tokens], dim=1), use_cache=False).logits
+    torch.testing.assert_close(reordered[:, -1], expected[:, -1], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("cell_type", CELL_TYPES)
+def test_masked_positions_anywhere_never_move_the_state(cell_type):
+    """Holes in the mask (not only left padding) are skipped; a fully masked row keeps its incoming state."""
+    torch.manual_seed(0)
+    model = RNNForCausalLM(tiny_rnn_config(cell_type=cell_type)).eval()
+    input_ids = torch.randint(3, 99, (3, 6))
+    attention_mask = torch.tensor([[1, 0, 1, 1, 0, 1], [0, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1]])
+    with torch.no_grad():
+        prefix = model(input_ids=torch.randint(3, 99, (3, 4)), use_cache=True).cache
+        before = [state.clone() for layer in prefix.layers for state in layer.recurrent_states.values()]
+        outputs = model(input_ids=input_ids, attention_mask=attention_mask, cache=prefix, use_cache=True)
+        after = [state for layer in outputs.cache.layers for state in layer.recurrent_states.values()]
+        for old, new in zip(before, after):
+            assert torch.equal(new[1], old[1])  # the all-padding row
+            assert not torch.equal(new[0], old[0])
+
+
+@pytest.mark.parametrize("cell_type", CELL_TYPES)
+def test_row_with_holes_equals_row_without_them(cell_type):
+    torch.manual_seed(0)
+    model = RNNForCausalLM(tiny_rnn_config(cell_type=cell_type)).eval()
+    input_ids = torch.randint(3, 99, (1, 6))
+    attention_mask = torch.tensor([[1, 0, 1, 1, 0, 1]])
+    with torch.no_grad():
+        holed = model(input_ids=input_ids, attention_mask=attention_mask).logits[0, attention_mask[0].bool()]
+        compact = model(input_ids=input_ids[:, attention_mask[0].bool()]).logits[0]
+    torch.testing.assert_close(holed, compact, atol=1e-5, rtol=1e-4)
+
+
+def test_bidirectional_model_returns_no_cache_and_refuses_one():
+    model = RNNModel(tiny_rnn_config(bidirectional=True)).eval()
+    input_ids = torch.randint(3, 99, (2, 5))
+    outputs = model(input_ids=input_ids, use_cache=True)
+    assert outputs.cache is None
+    assert outputs.last_hidden_state.shape == (2, 5, 64)
+    causal = RNNForCausalLM(tiny_rnn_config())
+    cache = causal(input_ids=input_ids, use_cache=True).cache
+    with pytest.raises(ValueError, match="bidirectional"):
+        model(input_ids=input_ids, cache=cache)
+
+
+# --------------------------------------------------------------------------------------- bidirectional classifier
+@pytest.mark.parametrize("cell_type", CELL_TYPES)
+def test_bidirectional_classifier_pools_both_directions_ends(cell_type):
+    torch.manual_seed(0)
+    config = tiny_rnn_config(cell_type=cell_type, bidirectional=True, num_labels=4)
+    model = RNNForSequenceClassification(config).eval()
+    assert model.score.in_features == 64
+    input_ids = torch.randint(3, 99, (2, 6))
+    attention_mask = torch.tensor([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]])
+    with torch.no_grad():
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+        hidden = model.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        # Row 0: forward half at its last real token (5), backward half at its first real token (2).
+        pooled = torch.cat([hidden[0, 5, :32], hidden[0, 2, 32:]]).unsqueeze(0)  # (1, 2H)
+        torch.testing.assert_close(logits[:1], model.score(pooled))
+        alone = model(input_ids=input_ids[:1, 2:]).logits
+    torch.testing.assert_close(logits[:1], alone, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("padding_side", ["left", "right"])
+def test_bidirectional_classifier_ignores_padding(padding_side):
+    torch.manual_seed(0)
+    model = RNNForSequenceClassification(tiny_rnn_config(bidirectional=True, num_labels=3)).eval()
+    row = torch.randint(3, 99, (1, 4))
+    pads = torch.zeros(1, 3, dtype=torch.long)
+    padded = torch.cat([pads, row], dim=1) if padding_side == "left" else torch.cat([row, pads], dim=1)
+    with torch.no_grad():
+        # No attention mask given: the classifier derives it from `pad_token_id`.
+        torch.testing.assert_close(model(input_ids=padded).logits, model(input_ids=row).logits, atol=1e-5, rtol=1e-4)
+
+
+def test_bidirectional_classifier_trains_both_directions():
+    torch.manual_seed(0)
+    model = RNNForSequenceClassification(tiny_rnn_config(bidirectional=True, num_labels=2)).train()
+    input_ids = torch.randint(3, 99, (4, 6))
+    model(input_ids=input_ids, labels=torch.tensor([0, 1, 1, 0])).loss.backward()
+    for name, parameter in model.named_parameters():
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
