@@ -201,9 +201,10 @@ def parse_arguments(
         if extra:
             raise UserError(f"unrecognised argument(s): {' '.join(extra)} (see --help)")
         values = vars(namespace)
-    # transformers refuses --bf16 without a GPU unless --use_cpu is set; on a CPU-only machine bf16 autocast on
-    # the CPU is exactly what the user asks for (AMX makes it fast), so say so for them.
-    if (values.get("bf16") or values.get("bf16_full_eval")) and not _accelerator_available():
+    # On a machine without an accelerator, say --use_cpu for the user: transformers refuses --bf16 without it
+    # (though bf16 autocast on the CPU is exactly what is asked for; AMX makes it fast), and under torchrun it is
+    # what makes the Trainer run real gloo data parallelism instead of N independent copies.
+    if not _accelerator_available():
         values["use_cpu"] = True
     if any("output_dir" in dtype.__dataclass_fields__ for dtype in dataclass_types) and not values.get("output_dir"):
         raise UserError("--output_dir is required: the folder that receives checkpoints and the final model")

@@ -59,6 +59,7 @@ PRETRAIN_DEFAULTS = {
     "eval_steps": 100,
     "save_steps": 200,
     "save_total_limit": 2,
+    "ddp_find_unused_parameters": False,  # every parameter of a language model takes part in the loss
 }
 
 
