@@ -7,7 +7,21 @@ instead of falling back to transformers' global defaults (greedy decoding, 20 to
 
 from __future__ import annotations
 
-from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    GenerationConfig,
+    PreTrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from hf_textgen.errors import UserError
 
 # Below this vocabulary size a tokenizer is (close to) character-level: every character recurs constantly, so a
 # repetition penalty would push down every common letter rather than repeated phrases, and a sample needs more
@@ -84,3 +98,86 @@ def set_default_generation_config(
     generation_config.validate()
     model.generation_config = generation_config
     return generation_config
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def load_model_config(model_name_or_path: str, trust_remote_code: bool = False) -> PreTrainedConfig:
+    """Load a saved model's config, turning a missing or unreadable folder into a `UserError` naming it.
+
+    Args:
+        model_name_or_path: A model folder (as `hf-textgen pretrain` writes it) or a Hub id.
+        trust_remote_code: Allow a config whose code is not installed (its `auto_map`).
+    """
+    if not model_name_or_path:
+        raise UserError("--model_name_or_path is required: a model folder (e.g. written by hf-textgen pretrain)")
+    local = Path(model_name_or_path)
+    if local.exists() and not (local / "config.json").is_file():
+        raise UserError(f"{model_name_or_path} holds no config.json; point --model_name_or_path at a model folder")
+    if not local.exists() and (model_name_or_path.count("/") != 1 or model_name_or_path.startswith((".", "/"))):
+        # Not a local path and not shaped like a Hub id ("owner/name"): say so rather than ask the Hub.
+        raise UserError(f"model folder {model_name_or_path} does not exist; check --model_name_or_path")
+    try:
+        return AutoConfig.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError) as error:
+        raise UserError(f"cannot load the model config from {model_name_or_path}: {_first_line(error)}") from None
+
+
+def load_model_and_tokenizer(
+    model_name_or_path: str,
+    tokenizer_name: str | None = None,
+    trust_remote_code: bool = False,
+    device: str | torch.device | None = None,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a saved model (causal LM or encoder-decoder, picked from its config) and its tokenizer for inference.
+
+    Args:
+        model_name_or_path: A model folder (as `hf-textgen pretrain` writes it) or a Hub id.
+        tokenizer_name: A tokenizer folder or Hub id; default: the model's own.
+        trust_remote_code: Allow a folder whose modeling code is not installed (its `auto_map`).
+        device: Where to put the model; default: CUDA when available, else the CPU.
+
+    Returns:
+        `(model, tokenizer)`, the model in eval mode; the tokenizer has a pad token (EOS when it had none).
+
+    Raises:
+        UserError: A missing or unreadable folder, an unknown model type, a model that cannot generate text, no
+            tokenizer, or a tokenizer larger than the model's vocabulary.
+    """
+    config = load_model_config(model_name_or_path, trust_remote_code)
+    tokenizer_source = tokenizer_name or model_name_or_path
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError) as error:
+        raise UserError(
+            f"cannot load a tokenizer from {tokenizer_source}: {_first_line(error)}; pass --tokenizer_name"
+        ) from None
+    vocab_size = getattr(config, "vocab_size", None)
+    if vocab_size is not None and len(tokenizer) > vocab_size:
+        raise UserError(
+            f"the tokenizer has {len(tokenizer)} tokens but the model's vocabulary holds only {vocab_size}; "
+            "use the tokenizer the model was trained with"
+        )
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    auto_class = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
+    try:
+        model = auto_class.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError) as error:
+        raise UserError(
+            f"cannot load a text-generation model from {model_name_or_path}: {_first_line(error)}"
+        ) from None
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return model.to(device).eval(), tokenizer
+
+
+def max_positions(config: PreTrainedConfig) -> int | None:
+    """How many positions the model takes (`max_position_embeddings`), or None when unlimited (an RNN)."""
+    if getattr(config, "model_type", None) == "hf_textgen_rnn":
+        return None
+    value = getattr(config, "max_position_embeddings", None)
+    return value if isinstance(value, int) and value > 0 else None

@@ -127,7 +127,7 @@ def sliding_window_nll(
                 # Targets are tokens begin+1 .. end-1; mask those an earlier window already scored.
                 labels[row, : window.score_from - window.begin - 1] = IGNORE_INDEX
             with _autocast(device, bf16):
-                logits = model(input_ids=batch_ids).logits[:, :-1]  # (B, T-1, V)
+                logits = model(input_ids=batch_ids, use_cache=False).logits[:, :-1]  # (B, T-1, V)
             token_nll = F.cross_entropy(
                 logits.float().transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none"
             )  # (B, T-1)
@@ -139,16 +139,11 @@ def sliding_window_nll(
 
 
 def _join_documents(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> list[int]:
-    # Documents are separated by EOS, as the training data pipeline packs them, so the model is scored on the
-    # same kind of stream it was trained on.
+    # Each document is followed by EOS, exactly as the training data pipeline (`tokenize_datasets`) packs them, so
+    # the model is scored on the same kind of token stream it was trained on.
     token_lists = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-    separator = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
-    ids: list[int] = []
-    for index, tokens in enumerate(token_lists):
-        if index:
-            ids.extend(separator)
-        ids.extend(tokens)
-    return ids
+    eos = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
+    return [token for tokens in token_lists for token in tokens + eos]
 
 
 def evaluate_causal_lm(
@@ -175,8 +170,8 @@ def evaluate_causal_lm(
 
     Returns:
         `eval_loss` (NLL per token), `perplexity`, `num_tokens` (scored), `word_perplexity` (exp of total NLL per
-        whitespace-separated word), `num_words`, `loss_per_character` (total NLL per character, an EOS counting as
-        the one separator character it replaces), `num_characters`, `block_size`, `stride`.
+        whitespace-separated word), `num_words`, `loss_per_character` (total NLL per character, each document's EOS
+        counting as the one separator character it stands for), `num_characters`, `block_size`, `stride`.
 
     Raises:
         ValueError: If the text has fewer than two tokens or no words.
@@ -187,7 +182,7 @@ def evaluate_causal_lm(
     num_words = sum(len(text.split()) for text in texts)
     if num_words == 0:
         raise ValueError("the evaluation text holds no words (only whitespace)")
-    num_characters = sum(len(text) for text in texts) + len(texts) - 1
+    num_characters = sum(len(text) for text in texts) + (len(texts) if tokenizer.eos_token_id is not None else 0)
     stride = block_size if stride is None else stride
     nll, counts = sliding_window_nll(
         model, torch.tensor(ids, dtype=torch.long), block_size, stride, batch_size, bf16, progress

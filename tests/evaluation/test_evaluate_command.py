@@ -1,0 +1,171 @@
+"""`hf-textgen evaluate` end to end on tiny saved models, checked against independent computations."""
+
+import json
+import math
+
+import pytest
+import torch
+from transformers import AutoTokenizer
+
+from hf_textgen import RNNConfig, RNNForCausalLM, TransformerConfig, TransformerForCausalLM
+from hf_textgen.cli import main as cli_main
+
+# One paragraph (one document) of a few hundred characters: short enough for one window of the tiny Transformer.
+PARAGRAPH = (
+    "BENEDICK. Is it possible disdain should die while she hath such meet food to feed it as Signior Benedick? "
+    "Courtesy itself must convert to disdain, if you come in her presence."
+)
+# The data pipeline keeps the paragraph's line break; each document is then followed by EOS.
+DOCUMENT = PARAGRAPH + "\n"
+
+
+def _save(model, tokenizer_path, folder):
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def _special_ids(tokenizer):
+    return {
+        "vocab_size": len(tokenizer),
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+
+
+@pytest.fixture(scope="module")
+def transformer_dir(tiny_tokenizer, tiny_tokenizer_path, tmp_path_factory):
+    torch.manual_seed(0)
+    config = TransformerConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=256,
+        **_special_ids(tiny_tokenizer),
+    )
+    return _save(TransformerForCausalLM(config), tiny_tokenizer_path, tmp_path_factory.mktemp("transformer"))
+
+
+@pytest.fixture(scope="module")
+def rnn_dir(tiny_tokenizer, tiny_tokenizer_path, tmp_path_factory):
+    torch.manual_seed(0)
+    config = RNNConfig(hidden_size=32, num_hidden_layers=1, cell_type="lstm", **_special_ids(tiny_tokenizer))
+    return _save(RNNForCausalLM(config), tiny_tokenizer_path, tmp_path_factory.mktemp("rnn"))
+
+
+@pytest.fixture(scope="module")
+def paragraph_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "validation.txt"
+    path.write_text(PARAGRAPH + "\n", encoding="utf-8")
+    return str(path)
+
+
+def _evaluate(argv, output_dir):
+    assert cli_main(["evaluate", *argv, "--output_dir", str(output_dir)]) == 0
+    return json.loads((output_dir / "eval_results.json").read_text())
+
+
+def test_one_window_equals_a_plain_forward_pass(transformer_dir, paragraph_file, tiny_tokenizer, tmp_path):
+    results = _evaluate(["--model_name_or_path", transformer_dir, "--validation_file", paragraph_file], tmp_path)
+
+    # Independent: the document followed by EOS, one forward pass, the model's own mean loss.
+    ids = tiny_tokenizer(DOCUMENT, add_special_tokens=False)["input_ids"] + [tiny_tokenizer.eos_token_id]
+    assert len(ids) < 256
+    model = TransformerForCausalLM.from_pretrained(transformer_dir).eval()
+    with torch.no_grad():
+        loss = model(input_ids=torch.tensor([ids]), labels=torch.tensor([ids])).loss.item()
+    total_nll = loss * (len(ids) - 1)
+    assert results["num_tokens"] == len(ids) - 1
+    assert results["eval_loss"] == pytest.approx(loss, rel=1e-4)
+    assert results["perplexity"] == pytest.approx(math.exp(loss), rel=1e-4)
+    assert results["num_words"] == len(PARAGRAPH.split())
+    assert results["word_perplexity"] == pytest.approx(math.exp(total_nll / len(PARAGRAPH.split())), rel=1e-4)
+    assert results["num_characters"] == len(DOCUMENT) + 1
+    assert results["loss_per_character"] == pytest.approx(total_nll / (len(DOCUMENT) + 1), rel=1e-4)
+
+
+def test_rnn_stride_equal_to_block_size_is_manual_chunking(rnn_dir, paragraph_file, tiny_tokenizer, tmp_path):
+    block_size = 16
+    argv = ["--model_name_or_path", rnn_dir, "--validation_file", paragraph_file, "--block_size", str(block_size)]
+    results = _evaluate(argv, tmp_path)
+
+    ids = tiny_tokenizer(DOCUMENT, add_special_tokens=False)["input_ids"] + [tiny_tokenizer.eos_token_id]
+    model = RNNForCausalLM.from_pretrained(rnn_dir).eval()
+    total_nll, total_tokens = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(ids), block_size):
+            chunk = torch.tensor([ids[start : start + block_size]])
+            if chunk.shape[1] < 2:
+                continue
+            total_nll += model(input_ids=chunk, labels=chunk).loss.item() * (chunk.shape[1] - 1)
+            total_tokens += chunk.shape[1] - 1
+    assert results["num_tokens"] == total_tokens
+    assert results["eval_loss"] == pytest.approx(total_nll / total_tokens, rel=1e-4)
+    assert results["stride"] == block_size
+
+
+def test_smaller_stride_scores_every_token_once_with_more_context(rnn_dir, paragraph_file, tmp_path):
+    chunks = _evaluate(
+        ["--model_name_or_path", rnn_dir, "--validation_file", paragraph_file, "--block_size", "16"],
+        tmp_path / "chunks",
+    )
+    strided = _evaluate(
+        ["--model_name_or_path", rnn_dir, "--validation_file", paragraph_file, "--block_size", "16", "--stride", "4"],
+        tmp_path / "strided",
+    )
+    # All tokens but the first are scored, versus all but each chunk's first.
+    total = strided["num_tokens"] + 1
+    assert chunks["num_tokens"] == total - math.ceil(total / 16)
+    assert strided["stride"] == 4
+
+
+def test_bundled_validation_text_by_default(transformer_dir, tmp_path, capsys):
+    argv = ["--model_name_or_path", transformer_dir, "--max_eval_samples", "20", "--bf16"]
+    results = _evaluate(argv, tmp_path)
+    printed = capsys.readouterr().out
+    assert "perplexity" in printed and "word_perplexity" in printed
+    assert results["data"] == {"max_eval_samples": 20, "sample_by": "paragraph"}
+    for key in ("eval_loss", "perplexity", "word_perplexity", "num_tokens", "num_words"):
+        assert key in results
+    # An untrained model is close to uniform over its vocabulary.
+    assert results["perplexity"] == pytest.approx(512, rel=0.3)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--model_name_or_path", "no/such/folder"], "does not exist"),
+        ([], "--model_name_or_path is required"),
+        (["--model_name_or_path", "{model}", "--block_size", "1000"], "beyond the model's context"),
+        (["--model_name_or_path", "{model}", "--block_size", "16", "--stride", "32"], "larger than --block_size"),
+        (["--model_name_or_path", "{model}", "--stride", "0"], "stride must be >= 1"),
+        (["--model_name_or_path", "{model}", "--validation_file", "missing.txt"], "missing.txt"),
+        (["--model_name_or_path", "{model}", "--per_device_eval_batch_size", "x"], "invalid int value"),
+        (["--model_name_or_path", "{model}", "--no_such_flag"], "unrecognised"),
+    ],
+)
+def test_bad_input_is_one_clear_line(transformer_dir, argv, message, capsys):
+    argv = [arg.replace("{model}", transformer_dir) for arg in argv]
+    assert cli_main(["evaluate", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_model_folder_without_config(tmp_path, capsys):
+    assert cli_main(["evaluate", "--model_name_or_path", str(tmp_path)]) == 2
+    assert "no config.json" in capsys.readouterr().err
+
+
+def test_yaml_arguments_file(transformer_dir, paragraph_file, tmp_path):
+    config = tmp_path / "eval.yaml"
+    config.write_text(
+        f"model_name_or_path: {transformer_dir}\nvalidation_file: {paragraph_file}\n"
+        f"output_dir: {tmp_path / 'out'}\nblock_size: 32\n",
+        encoding="utf-8",
+    )
+    assert cli_main(["evaluate", str(config)]) == 0
+    assert json.loads((tmp_path / "out" / "eval_results.json").read_text())["block_size"] == 32
