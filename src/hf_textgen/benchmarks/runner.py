@@ -1,0 +1,321 @@
+"""Run the comparisons, check them against issue 9's targets, write `results.json` and the plots."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import transformers
+
+from hf_textgen.benchmarks.contenders import SHAPES, Shape
+from hf_textgen.benchmarks.timing import available_cpus, cpu_matmul_features, cpu_model_name, load_average
+
+# Comparison names accepted by `--only`; "mfu" is computed from the training comparison's runs.
+COMPARISONS = ("training", "mfu", "generation", "context", "quality", "pretraining")
+
+
+@dataclass
+class BenchSettings:
+    """Every size and count of a benchmark run. `full()` is the README run, `quick()` the CI-sized one.
+
+    Attributes:
+        only: The comparisons to run (names from `COMPARISONS`).
+        device: `"cpu"` or `"cuda"`.
+        num_threads: CPU threads for PyTorch; `None` uses every CPU this process may run on.
+        torch_compile: Also time the training step under `torch.compile` (on and off, alternated).
+        seed: Seeds weights and data.
+        shapes: Training shapes by name.
+        dtypes: Training dtypes (`"fp32"`, `"bf16"` autocast).
+        train_repeats / train_warmup: Timed / untimed training steps per contender.
+        gemm_size: Side of the square GEMM measuring the peak matmul rate.
+        generation_shapes: Shapes whose generation speed is compared.
+        generation_batch_sizes / prompt_len / new_tokens / generation_repeats: Generation workload.
+        context_shape / context_lengths / context_new_tokens / context_repeats: Cost-growth workload.
+        quality_*: nanoGPT-recipe run (steps, evaluation, model size).
+        pretrain_steps / finetune_steps / finetune_eval_interval / eval_per_class: Pretraining comparison.
+        corpus_chars: Truncate each corpus split to this many characters (`None`: all; tiny test runs).
+    """
+
+    only: tuple[str, ...] = COMPARISONS
+    device: str = "cpu"
+    num_threads: int | None = None
+    torch_compile: bool = False
+    seed: int = 0
+    shapes: dict[str, Shape] = field(default_factory=lambda: {name: SHAPES[name] for name in ("small", "medium")})
+    dtypes: tuple[str, ...] = ("fp32", "bf16")
+    train_repeats: int = 5
+    train_warmup: int = 2
+    gemm_size: int = 3072
+    generation_shapes: dict[str, Shape] = field(default_factory=lambda: {"small": SHAPES["small"]})
+    generation_batch_sizes: tuple[int, ...] = (1, 8)
+    prompt_len: int = 64
+    new_tokens: int = 256
+    generation_repeats: int = 3
+    generation_warmup: int = 1
+    context_shape: Shape = SHAPES["small"]
+    context_lengths: tuple[int, ...] = (128, 256, 512, 1024, 2048, 4096)
+    context_new_tokens: int = 32
+    context_repeats: int = 3
+    quality_steps: int = 2000
+    quality_eval_interval: int = 250
+    quality_eval_iters: int = 20
+    quality_hidden: int = 128
+    quality_layers: int = 4
+    quality_heads: int = 4
+    quality_context: int = 64
+    quality_batch_size: int = 12
+    pretrain_steps: int = 1000
+    finetune_steps: int = 300
+    finetune_eval_interval: int = 50
+    eval_per_class: int = 40
+    corpus_chars: int | None = None
+
+    @classmethod
+    def full(cls, **overrides) -> BenchSettings:
+        """The README run: every comparison at the sizes of issue 9."""
+        return cls(**overrides)
+
+    @classmethod
+    def quick(cls, **overrides) -> BenchSettings:
+        """Every part shrunk (fewer repeats and steps, shorter contexts) to finish in minutes on 2 cores."""
+        settings = {
+            "train_repeats": 2,
+            "train_warmup": 1,
+            "gemm_size": 2048,
+            "new_tokens": 64,
+            "generation_repeats": 2,
+            "context_lengths": (128, 512, 1024),
+            "context_new_tokens": 16,
+            "context_repeats": 2,
+            "quality_steps": 200,
+            "quality_eval_interval": 50,
+            "quality_eval_iters": 5,
+            "pretrain_steps": 150,
+            "finetune_steps": 60,
+            "finetune_eval_interval": 20,
+            "eval_per_class": 16,
+        }
+        return cls(**{**settings, **overrides})
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["context_shape"] = self.context_shape.to_dict()
+        return data
+
+
+def _wants(settings: BenchSettings, *names: str) -> bool:
+    return any(name in settings.only for name in names)
+
+
+def machine_info(settings: BenchSettings, device: torch.device) -> dict:
+    """Where and how the numbers were measured."""
+    info = {
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+        "device": str(device),
+        "cpu": cpu_model_name(),
+        "cpu_matmul_features": cpu_matmul_features(),
+        "cpus_available": available_cpus(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "load_average_before": load_average(),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def evaluate_targets(comparisons: dict, settings: BenchSettings) -> list[dict]:
+    """Issue 9's targets, each with the measured value and whether it is met."""
+    targets = []
+
+    def add(name: str, measured: float | None, threshold: float, higher_is_better: bool, unit: str = "x") -> None:
+        met = None if measured is None else (measured >= threshold if higher_is_better else measured <= threshold)
+        sign = ">=" if higher_is_better else "<="
+        targets.append({"target": name, "measured": measured, "goal": f"{sign} {threshold:g}{unit}", "met": met})
+
+    for row in comparisons.get("training", {}).get("rows", []):
+        add(f"training {row['shape']} {row['dtype']}: ours/llama tokens/s", row["ratios"]["ours_vs_llama"], 1.25, True)
+        if row["dtype"] == "bf16" and row["shape"] == "medium":
+            add("MFU bf16 medium (ours)", row["contenders"]["ours"]["mfu"] * 100, 45, True, "%")
+    for row in comparisons.get("generation", {}).get("rows", []):
+        add(
+            f"generation {row['shape']} batch {row['batch_size']}: ours/llama tokens/s",
+            row["ratios"]["ours_vs_llama"],
+            1.3,
+            True,
+        )
+    context = comparisons.get("context")
+    if context:
+        lengths = context["context_lengths"]
+        add(f"RNN time/token at {lengths[-1]} vs {lengths[0]}", context["growth"]["rnn"], 1.2, False)
+    quality = comparisons.get("quality")
+    if quality:
+        reference = quality["nanogpt_reference"]
+        # The published number is for 2,000 steps; a shorter (quick) run is reported but not judged.
+        at_reference = settings.quality_steps == reference["steps"]
+        measured = quality["final"]["transformer"]["val_loss"] if at_reference else None
+        name = f"val loss after {reference['steps']} steps (ours, Transformer)"
+        add(name, measured, reference["val_loss"], False, "")
+    return targets
+
+
+def format_table(results: dict) -> str:
+    """The printed summary: one line per target, then the comparisons without a target."""
+    lines = [f"{'target':<58} {'measured':>10} {'goal':>10}  met"]
+    for target in results["targets"]:
+        measured = "n/a" if target["measured"] is None else f"{target['measured']:.2f}"
+        met = {True: "yes", False: "NO", None: "-"}[target["met"]]
+        lines.append(f"{target['target']:<58} {measured:>10} {target['goal']:>10}  {met}")
+    comparisons = results["comparisons"]
+    for row in comparisons.get("training", {}).get("rows", []):
+        cells = ", ".join(
+            f"{name} {values['tokens_per_second']:.0f} tok/s MFU {values['mfu']:.1%}"
+            for name, values in row["contenders"].items()
+        )
+        lines.append(f"training {row['shape']} {row['dtype']}: {cells}")
+    for row in comparisons.get("generation", {}).get("rows", []):
+        cells = ", ".join(f"{n} {v['tokens_per_second']:.0f} tok/s" for n, v in row["contenders"].items())
+        lines.append(f"generation {row['shape']} batch {row['batch_size']}: {cells}")
+    context = comparisons.get("context")
+    if context:
+        for name, values in context["contenders"].items():
+            cells = " ".join(f"{s * 1e3:.1f}" for s in values["per_token_seconds"])
+            lines.append(f"context {name} ms/token at {context['context_lengths']}: {cells}")
+    quality = comparisons.get("quality")
+    if quality:
+        cells = ", ".join(f"{n} {v['val_loss']:.3f} in {v['seconds']:.0f}s" for n, v in quality["final"].items())
+        lines.append(f"quality: val loss after {quality['final']['transformer']['steps']} steps: {cells}")
+    pretraining = comparisons.get("pretraining")
+    if pretraining:
+        cells = ", ".join(f"{n} {v['accuracy']:.1%}" for n, v in pretraining["final"].items())
+        lines.append(f"pretraining: held-out accuracy {cells} (chance {pretraining['chance_accuracy']:.1%})")
+    return "\n".join(lines)
+
+
+def run_benchmarks(settings: BenchSettings, output_dir: Path, log: Callable[[str], None] = print) -> dict:
+    """Run the selected comparisons and write `results.json`, `table.txt` and `<comparison>.png` to `output_dir`.
+
+    Args:
+        settings: What to run and at which sizes.
+        output_dir: An existing folder to write into.
+        log: Progress lines.
+
+    Returns:
+        The results dictionary written to `results.json`.
+    """
+    from hf_textgen.benchmarks.generation import run_context_growth, run_generation
+    from hf_textgen.benchmarks.plots import write_plots
+    from hf_textgen.benchmarks.training import run_training
+
+    device = torch.device(settings.device)
+    if device.type == "cpu":
+        torch.set_num_threads(settings.num_threads or available_cpus())
+    results = {"machine": machine_info(settings, device), "settings": settings.to_dict(), "comparisons": {}}
+    comparisons = results["comparisons"]
+    seconds = {}
+    common = {"device": device, "seed": settings.seed, "log": log}
+
+    if _wants(settings, "training", "mfu"):
+        start = time.perf_counter()
+        log("[training + MFU]")
+        comparisons["training"] = run_training(
+            settings.shapes,
+            list(settings.dtypes),
+            settings.train_repeats,
+            settings.train_warmup,
+            settings.gemm_size,
+            settings.torch_compile,
+            **common,
+        )
+        seconds["training"] = time.perf_counter() - start
+    if _wants(settings, "generation"):
+        start = time.perf_counter()
+        log("[generation]")
+        comparisons["generation"] = run_generation(
+            settings.generation_shapes,
+            list(settings.generation_batch_sizes),
+            settings.prompt_len,
+            settings.new_tokens,
+            settings.generation_repeats,
+            settings.generation_warmup,
+            **common,
+        )
+        seconds["generation"] = time.perf_counter() - start
+    if _wants(settings, "context"):
+        start = time.perf_counter()
+        log("[context growth]")
+        comparisons["context"] = run_context_growth(
+            settings.context_shape,
+            list(settings.context_lengths),
+            settings.context_new_tokens,
+            settings.context_repeats,
+            warmup=1,
+            **common,
+        )
+        seconds["context"] = time.perf_counter() - start
+    if _wants(settings, "quality", "pretraining"):
+        if device.type != "cpu":
+            raise ValueError("the quality and pretraining comparisons run on the CPU only; use --only to skip them")
+        from hf_textgen.benchmarks.quality import load_char_corpus
+
+        corpus = load_char_corpus(settings.corpus_chars)
+    if _wants(settings, "quality"):
+        from hf_textgen.benchmarks.quality import run_quality
+
+        start = time.perf_counter()
+        log("[quality per time]")
+        comparisons["quality"] = run_quality(
+            corpus,
+            settings.quality_steps,
+            settings.quality_eval_interval,
+            settings.quality_eval_iters,
+            hidden=settings.quality_hidden,
+            layers=settings.quality_layers,
+            heads=settings.quality_heads,
+            context=settings.quality_context,
+            batch_size=settings.quality_batch_size,
+            seed=settings.seed,
+            log=log,
+        )
+        seconds["quality"] = time.perf_counter() - start
+    if _wants(settings, "pretraining"):
+        from hf_textgen.benchmarks.pretraining import run_pretraining
+        from hf_textgen.data import bundled_corpus_files
+
+        start = time.perf_counter()
+        log("[what pretraining buys]")
+        train_text = Path(bundled_corpus_files()["train"]).read_text(encoding="utf-8")[: settings.corpus_chars]
+        comparisons["pretraining"] = run_pretraining(
+            corpus,
+            train_text,
+            settings.pretrain_steps,
+            settings.finetune_steps,
+            settings.finetune_eval_interval,
+            eval_per_class=settings.eval_per_class,
+            hidden=settings.quality_hidden,
+            layers=settings.quality_layers,
+            heads=settings.quality_heads,
+            seed=settings.seed,
+            log=log,
+        )
+        seconds["pretraining"] = time.perf_counter() - start
+
+    results["machine"]["load_average_after"] = load_average()
+    results["seconds"] = seconds
+    results["targets"] = evaluate_targets(comparisons, settings)
+    output_dir = Path(output_dir)
+    results["plots"] = write_plots(results, output_dir)
+    (output_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    table = format_table(results)
+    (output_dir / "table.txt").write_text(table + "\n", encoding="utf-8")
+    log(table)
+    return results

@@ -1,0 +1,136 @@
+"""Comparisons 1 and 2: training throughput (tokens/s) and model FLOPs utilisation, ours vs Llama.
+
+One training step is what a plain PyTorch loop does: forward with labels, backward, `AdamW.step()`,
+`zero_grad(set_to_none=True)`. No Trainer, no data loading, so the numbers measure the models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from hf_textgen.benchmarks.contenders import (
+    BUILDERS,
+    SHAPES,
+    Shape,
+    matmul_parameter_count,
+    parameter_count,
+    training_flops_per_token,
+)
+from hf_textgen.benchmarks.timing import alternate, peak_matmul_flops
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def make_training_step(
+    model: torch.nn.Module, input_ids: torch.Tensor, dtype: str, device: torch.device
+) -> Callable[[], float]:
+    """One optimiser step on a fixed batch, in fp32 or under bf16 autocast (fp32 master weights); returns the loss."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    autocast = dtype == "bf16"
+
+    def step() -> float:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            loss = model(input_ids=input_ids, labels=input_ids).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss.item()
+
+    return step
+
+
+def run_training(
+    shapes: dict[str, Shape],
+    dtypes: list[str],
+    repeats: int,
+    warmup: int,
+    gemm_size: int,
+    torch_compile: bool,
+    device: torch.device,
+    seed: int = 0,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Measure training tokens/s of ours vs Llama at every shape and dtype, and the MFU of each.
+
+    Args:
+        shapes: Name -> shape to measure (see `SHAPES`).
+        dtypes: Any of `"fp32"`, `"bf16"` (bf16 autocast).
+        repeats: Timed steps per contender (alternated).
+        warmup: Untimed steps per contender first.
+        gemm_size: Side of the square GEMM that measures the peak matmul rate.
+        torch_compile: Also measure both models under `torch.compile` (on and off in the same alternation).
+        device: Where to run.
+        seed: Seeds the weights and the batch.
+        log: Progress lines.
+
+    Returns:
+        `{"peak_flops": {dtype: {...}}, "rows": [...]}`; each row holds one shape and dtype with every
+        contender's samples, median tokens/s, MFU, and the speed-up ratios computed from the medians.
+    """
+    peaks = {}
+    for dtype in dtypes:
+        peaks[dtype] = peak_matmul_flops(DTYPES[dtype], device, gemm_size)
+        log(f"  peak {dtype} GEMM {gemm_size}^3: {peaks[dtype]['median'] / 1e9:.1f} GFLOP/s (median)")
+    rows = []
+    for shape_name, shape in shapes.items():
+        for dtype in dtypes:
+            torch.manual_seed(seed)
+            input_ids = torch.randint(0, shape.vocab_size, (shape.batch_size, shape.seq_len), device=device)
+            models = {name: build(shape, shape.seq_len).to(device).train() for name, build in BUILDERS.items()}
+            steps = {name: make_training_step(model, input_ids, dtype, device) for name, model in models.items()}
+            if torch_compile:
+                for name, model in models.items():
+                    compiled = torch.compile(model)
+                    steps[f"{name}_compiled"] = make_training_step(compiled, input_ids, dtype, device)
+            log(f"  training {shape_name} {dtype}: {' / '.join(steps)}")
+            timed = alternate(steps, repeats=repeats, warmup=warmup, device=device)
+            tokens_per_step = shape.batch_size * shape.seq_len
+            contenders = {}
+            for name in steps:
+                model = models[name.removesuffix("_compiled")]
+                flops_per_token = training_flops_per_token(model, shape)
+                tokens_per_second = tokens_per_step / timed.median(name)
+                contenders[name] = {
+                    "seconds": timed.seconds[name],
+                    "median_seconds": timed.median(name),
+                    "tokens_per_second": tokens_per_second,
+                    "losses": timed.extras[name],
+                    "parameters": parameter_count(model),
+                    "matmul_parameters": matmul_parameter_count(model),
+                    "flops_per_token": flops_per_token,
+                    "achieved_flops": flops_per_token * tokens_per_second,
+                    "mfu": flops_per_token * tokens_per_second / peaks[dtype]["median"],
+                }
+            ratios = {"ours_vs_llama": timed.speedup("ours", "llama")}
+            if torch_compile:
+                ratios["ours_compiled_vs_llama_compiled"] = timed.speedup("ours_compiled", "llama_compiled")
+                ratios["ours_compiled_vs_ours"] = timed.speedup("ours_compiled", "ours")
+                ratios["llama_compiled_vs_llama"] = timed.speedup("llama_compiled", "llama")
+            rows.append(
+                {
+                    "shape": shape_name,
+                    "dtype": dtype,
+                    "config": shape.to_dict(),
+                    "tokens_per_step": tokens_per_step,
+                    "order": timed.order,
+                    "contenders": contenders,
+                    "ratios": ratios,
+                }
+            )
+            summary = ", ".join(f"{name} {value:.2f}x" for name, value in ratios.items())
+            log(f"    {summary}; MFU ours {contenders['ours']['mfu']:.1%}, llama {contenders['llama']['mfu']:.1%}")
+            del models, steps
+    return {
+        "method": (
+            "plain PyTorch loop: forward with labels, backward, AdamW step, zero_grad; random tokens; "
+            f"{warmup} warm-up step(s) then {repeats} timed steps per contender, alternated; medians"
+        ),
+        "flops_formula": "6 * N (matmul parameters) + 12 * layers * hidden * seq per token (PaLM convention)",
+        "peak_flops": peaks,
+        "rows": rows,
+    }
+
+
+__all__ = ["DTYPES", "SHAPES", "make_training_step", "run_training"]

@@ -1,0 +1,223 @@
+"""`hf-textgen bench`: a tiny in-process run checks the results' structure and arithmetic, never speed."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+
+import pytest
+import torch
+
+from hf_textgen.benchmarks import SHAPES, BenchSettings, Shape, run_benchmarks
+from hf_textgen.benchmarks.contenders import build_llama, build_ours, matmul_parameter_count, parameter_count
+from hf_textgen.benchmarks.generation import StepClock
+from hf_textgen.benchmarks.pretraining import split_plays
+from hf_textgen.benchmarks.timing import alternate
+from hf_textgen.cli import run_command
+from hf_textgen.commands import bench
+
+TINY = Shape(
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=64,
+    vocab_size=128,
+    seq_len=16,
+    batch_size=2,
+)
+
+
+def tiny_settings(**overrides) -> BenchSettings:
+    settings = {
+        "num_threads": 1,  # tiny ops on an oversubscribed box: one thread avoids OpenMP barrier stalls
+        "shapes": {"tiny": TINY},
+        "train_repeats": 3,
+        "train_warmup": 1,
+        "gemm_size": 64,
+        "generation_shapes": {"tiny": TINY},
+        "generation_batch_sizes": (1, 2),
+        "prompt_len": 8,
+        "new_tokens": 4,
+        "generation_repeats": 2,
+        "context_shape": TINY,
+        "context_lengths": (8, 24),
+        "context_new_tokens": 4,
+        "context_repeats": 2,
+        "quality_steps": 4,
+        "quality_eval_interval": 2,
+        "quality_eval_iters": 2,
+        "quality_hidden": 16,
+        "quality_layers": 1,
+        "quality_heads": 2,
+        "quality_context": 16,
+        "quality_batch_size": 2,
+        "pretrain_steps": 2,
+        "finetune_steps": 2,
+        "finetune_eval_interval": 1,
+        "eval_per_class": 2,
+        "corpus_chars": 250_000,
+    }
+    return BenchSettings(**{**settings, **overrides})
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bench")
+    results = run_benchmarks(tiny_settings(), folder, log=lambda line: None)
+    return folder, results
+
+
+def test_alternate_takes_turns_and_ratio_is_of_medians():
+    calls = []
+    timed = alternate({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3, warmup=2)
+    assert calls == ["a", "b"] * 5  # 2 warm-up rounds, then 3 timed rounds
+    assert timed.order == ["a", "b"] * 3
+    assert all(len(samples) == 3 and min(samples) >= 0 for samples in timed.seconds.values())
+    timed.seconds = {"a": [1.0, 9.0, 2.0], "b": [4.0, 4.0, 100.0]}
+    assert timed.median("a") == 2.0
+    assert timed.speedup("a", "b") == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="repeats"):
+        alternate({"a": lambda: None}, repeats=0)
+
+
+def test_contenders_have_identical_size():
+    ours, llama = build_ours(TINY, 32), build_llama(TINY, 32)
+    assert parameter_count(ours) == parameter_count(llama)
+    assert matmul_parameter_count(ours) == matmul_parameter_count(llama) == parameter_count(llama) - 128 * 32
+    assert SHAPES["small"].hidden_size == 256 and SHAPES["medium"].intermediate_size == 2048
+
+
+def test_gpt2_shape_has_124m_parameters():
+    shape = SHAPES["gpt2"]
+    # Counted from the shape (building the model would take seconds): tied embedding + per-layer attention,
+    # SwiGLU and two norms + final norm.
+    per_layer = 4 * shape.hidden_size**2 + 3 * shape.hidden_size * shape.intermediate_size + 2 * shape.hidden_size
+    total = shape.vocab_size * shape.hidden_size + shape.num_hidden_layers * per_layer + shape.hidden_size
+    assert 123e6 < total < 125e6
+
+
+def test_step_clock_measures_gaps():
+    clock = StepClock(torch.device("cpu"))
+    clock.stamps = [0.0, 1.0, 3.0, 4.0]
+    assert clock.per_token_seconds() == 1.0
+    scores = torch.zeros(1, 5)
+    assert clock(torch.zeros(1, 1, dtype=torch.long), scores) is scores
+    assert len(clock.stamps) == 5
+
+
+def test_bundled_corpus_splits_into_nine_plays():
+    from pathlib import Path
+
+    from hf_textgen.data import bundled_corpus_files
+
+    plays = split_plays(Path(bundled_corpus_files()["train"]).read_text(encoding="utf-8"))
+    assert len(plays) == 9
+    assert "THE TEMPEST" in plays and "TWELFTH NIGHT; OR, WHAT YOU WILL" in plays
+    assert all(text.startswith(title) for title, text in plays.items())
+
+
+def test_results_json_structure(tiny_run):
+    folder, results = tiny_run
+    written = json.loads((folder / "results.json").read_text())
+    assert written["targets"] == results["targets"]
+    assert set(written["comparisons"]) == {"training", "generation", "context", "quality", "pretraining"}
+    assert written["machine"]["torch_threads"] == 1
+    assert (folder / "table.txt").read_text().startswith("target")
+    for name in ("training", "generation", "context", "quality", "pretraining"):
+        assert (folder / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_training_rows(tiny_run):
+    _, results = tiny_run
+    training = results["comparisons"]["training"]
+    assert [(row["shape"], row["dtype"]) for row in training["rows"]] == [("tiny", "fp32"), ("tiny", "bf16")]
+    assert training["peak_flops"]["fp32"]["median"] > 0
+    for row in training["rows"]:
+        assert row["order"] == ["ours", "llama"] * 3
+        ours, llama = row["contenders"]["ours"], row["contenders"]["llama"]
+        for values in (ours, llama):
+            assert len(values["seconds"]) == 3
+            assert values["median_seconds"] == statistics.median(values["seconds"])
+            assert values["tokens_per_second"] == pytest.approx(row["tokens_per_step"] / values["median_seconds"])
+            assert (
+                0
+                < values["mfu"]
+                == pytest.approx(values["achieved_flops"] / training["peak_flops"][row["dtype"]]["median"])
+            )
+            # Random tokens over a 128-token vocabulary: the loss starts near ln(128).
+            assert all(abs(loss - math.log(128)) < 1.0 for loss in values["losses"])
+        assert ours["parameters"] == llama["parameters"]
+        assert row["ratios"]["ours_vs_llama"] == pytest.approx(llama["median_seconds"] / ours["median_seconds"])
+
+
+def test_generation_and_context(tiny_run):
+    _, results = tiny_run
+    rows = results["comparisons"]["generation"]["rows"]
+    assert [row["batch_size"] for row in rows] == [1, 2]
+    for row in rows:
+        assert row["order"] == ["ours", "llama"] * 2
+        ours, llama = row["contenders"]["ours"], row["contenders"]["llama"]
+        assert ours["tokens_per_second"] == pytest.approx(row["batch_size"] * 4 / ours["median_seconds"])
+        assert row["ratios"]["ours_vs_llama"] == pytest.approx(llama["median_seconds"] / ours["median_seconds"])
+    context = results["comparisons"]["context"]
+    assert context["context_lengths"] == [8, 24]
+    for name in ("rnn", "transformer"):
+        per_token = context["contenders"][name]["per_token_seconds"]
+        assert len(per_token) == 2 and min(per_token) > 0
+        assert per_token == [statistics.median(samples) for samples in context["contenders"][name]["samples"]]
+        assert context["growth"][name] == pytest.approx(per_token[-1] / per_token[0])
+    assert context["orders"] == [["rnn", "transformer"] * 2] * 2
+
+
+def test_quality_and_pretraining(tiny_run):
+    _, results = tiny_run
+    quality = results["comparisons"]["quality"]
+    assert set(quality["curves"]) == {"transformer", "rnn", "llama"}
+    for curve in quality["curves"].values():
+        assert [point["step"] for point in curve] == [0, 2, 4]
+        assert curve[0]["seconds"] == 0 < curve[1]["seconds"] < curve[2]["seconds"]
+        assert all(0 < point["val_loss"] < 2 * math.log(quality["vocab_size"]) for point in curve)
+    pretraining = results["comparisons"]["pretraining"]
+    assert pretraining["chance_accuracy"] == pytest.approx(1 / len(pretraining["labels"]))
+    for curve in pretraining["curves"].values():
+        assert [point["step"] for point in curve] == [0, 1, 2]
+        assert all(0 <= point["accuracy"] <= 1 and point["loss"] > 0 for point in curve)
+    # The quick/tiny run does not reach the 2,000 steps nanoGPT's number is for, so it is not judged.
+    quality_target = next(t for t in results["targets"] if t["target"].startswith("val loss"))
+    assert quality_target["measured"] is None and quality_target["met"] is None
+
+
+def test_targets_follow_the_ratios(tiny_run):
+    _, results = tiny_run
+    by_name = {target["target"]: target for target in results["targets"]}
+    training = by_name["training tiny fp32: ours/llama tokens/s"]
+    assert training["measured"] == results["comparisons"]["training"]["rows"][0]["ratios"]["ours_vs_llama"]
+    assert training["met"] == (training["measured"] >= 1.25)
+    rnn = by_name["RNN time/token at 24 vs 8"]
+    assert rnn["met"] == (rnn["measured"] <= 1.2)
+
+
+def test_cli_writes_the_output_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(bench.BenchSettings, "quick", classmethod(lambda cls, **kw: tiny_settings(**kw)))
+    output = tmp_path / "out"
+    status = run_command(bench.main, ["--output_dir", str(output), "--quick", "--only", "context"])
+    assert status == 0
+    results = json.loads((output / "results.json").read_text())
+    assert list(results["comparisons"]) == ["context"]
+    assert "RNN time/token" in capsys.readouterr().out
+    # A second run into the same non-empty folder is a user mistake, not a traceback.
+    assert run_command(bench.main, ["--output_dir", str(output), "--quick", "--only", "context"]) == 2
+    assert "already holds files" in capsys.readouterr().err
+
+
+def test_cli_rejects_bad_flags(tmp_path, capsys):
+    if not torch.cuda.is_available():
+        assert run_command(bench.main, ["--output_dir", str(tmp_path / "gpu"), "--device", "cuda"]) == 2
+        assert "no CUDA GPU" in capsys.readouterr().err
+    assert run_command(bench.main, ["--output_dir", str(tmp_path / "x"), "--device", "tpu"]) == 2
+    assert "cpu or cuda" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(["--output_dir", str(tmp_path / "y"), "--only", "speed"])
+    assert exit_info.value.code == 2
+    assert not (tmp_path / "gpu").exists() and not (tmp_path / "x").exists()
