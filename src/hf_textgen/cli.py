@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("hf_textgen.commands.pretrain", "causal-LM pretraining with the Trainer (bundled corpus by default)"),
     "finetune": ("hf_textgen.commands.finetune", "fine-tuning: causal_lm, prompt_completion, classification, seq2seq"),
     "evaluate": ("hf_textgen.commands.evaluate", "perplexity per token and per word, printed and saved as JSON"),
+    "bench": ("hf_textgen.commands.bench", "side-by-side benchmarks vs transformers' Llama, JSON and PNG"),
 }
 
 
