@@ -51,6 +51,13 @@ def bundled_corpus_files() -> dict[str, str]:
     return {split: str(_CORPUS_DIR / f"{split}.txt") for split in ("train", "validation")}
 
 
+def _has_data_extension(path: str) -> bool:
+    name = path.lower()
+    for suffix in _COMPRESSION_SUFFIXES:
+        name = name.removesuffix(suffix)
+    return os.path.splitext(name)[1] in _BUILDERS
+
+
 def _builder_for(path: str) -> str:
     """The datasets builder name for a data file, from its extension."""
     name = path.lower()
@@ -130,7 +137,27 @@ def _load(path: str, *, split: str | None = None, cache_dir: str | None, streami
             raise UserError(
                 f"a data file is not UTF-8 text ({cause.reason} at byte {cause.start}); convert it to UTF-8"
             ) from None
+        if "corresponds to no data" in str(error):  # datasets' words for a split that produced no rows
+            raise UserError(f"the data in {path} holds no text; give files with text in them") from None
         raise
+
+
+def _clean_documents(batch: dict, sample_by: str) -> dict:
+    """Drop blank documents and strip the line breaks around paragraphs (a file's last one ends with its "\\n")."""
+    texts = (text.strip("\n") if sample_by == "paragraph" else text for text in batch["text"])
+    return {"text": [text for text in texts if text.strip()]}
+
+
+def _clean_text_dataset(dataset: Dataset | IterableDataset, data_args: DataArguments) -> Dataset | IterableDataset:
+    kwargs = {} if isinstance(dataset, IterableDataset) else {"desc": "Dropping blank documents"}
+    # Rows may disappear, so the old column is removed and the cleaned one written in its place.
+    return dataset.map(
+        _clean_documents,
+        batched=True,
+        remove_columns=["text"],
+        fn_kwargs={"sample_by": data_args.sample_by},
+        **kwargs,
+    )
 
 
 def _load_files(files: list[str], data_args: DataArguments, cache_dir: str | None, flag: str):
@@ -138,7 +165,7 @@ def _load_files(files: list[str], data_args: DataArguments, cache_dir: str | Non
     if len(builders) > 1:
         raise UserError(f"{flag} files mix formats ({', '.join(sorted(builders))}); pass files of one format")
     builder = builders.pop()
-    return _load(
+    dataset = _load(
         builder,
         data_files={"train": files},
         split="train",
@@ -146,6 +173,7 @@ def _load_files(files: list[str], data_args: DataArguments, cache_dir: str | Non
         streaming=data_args.streaming,
         **_builder_kwargs(builder, data_args),
     )
+    return _clean_text_dataset(dataset, data_args) if builder == "text" else dataset
 
 
 def _load_folder(folder: str, data_args: DataArguments, cache_dir: str | None) -> DatasetDict | IterableDatasetDict:
@@ -153,14 +181,17 @@ def _load_folder(folder: str, data_args: DataArguments, cache_dir: str | None) -
         loaded = datasets.load_from_disk(folder)
         return loaded.to_iterable_dataset() if data_args.streaming and isinstance(loaded, Dataset) else loaded
     files = [str(path) for path in sorted(Path(folder).rglob("*")) if path.is_file() and not path.name.startswith(".")]
-    data_files = [path for path in files if path.lower().removesuffix(".gz").endswith(tuple(_BUILDERS))]
+    data_files = [path for path in files if _has_data_extension(path)]
     if not data_files:
         raise UserError(f"folder {folder} holds no .txt, .json, .jsonl, .csv or .parquet file")
     expand_data_files(data_files, flag="--dataset_name")
     builders = {_builder_for(path) for path in data_files}
     kwargs = _builder_kwargs("text", data_args) if builders == {"text"} else {}
     # datasets infers the builder and the splits (train*/valid*/test* file names) from the folder itself.
-    return _load(folder, cache_dir=cache_dir, streaming=data_args.streaming, **kwargs)
+    loaded = _load(folder, cache_dir=cache_dir, streaming=data_args.streaming, **kwargs)
+    if builders == {"text"}:
+        loaded = type(loaded)({split: _clean_text_dataset(dataset, data_args) for split, dataset in loaded.items()})
+    return loaded
 
 
 def _load_hub(data_args: DataArguments, cache_dir: str | None) -> DatasetDict | IterableDatasetDict:
