@@ -68,18 +68,48 @@ _REMOTE_CODE_SCRIPT = textwrap.dedent(
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
-    folder = sys.argv[1]
-    tensors = load_file(sys.argv[2])
-    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
-    with torch.no_grad():
-        logits = model(input_ids=tensors["input_ids"]).logits
-    print(json.dumps({
-        "module": type(model).__module__,
-        "max_abs_diff": (logits - tensors["logits"]).abs().max().item(),
-        "hf_textgen_loaded": any(name.split(".")[0] == "hf_textgen" for name in sys.modules),
-    }))
+    reports = []
+    for folder, expected_file in zip(sys.argv[1::2], sys.argv[2::2]):
+        tensors = load_file(expected_file)
+        model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
+        with torch.no_grad():
+            logits = model(input_ids=tensors["input_ids"]).logits
+        reports.append({
+            "module": type(model).__module__,
+            "max_abs_diff": (logits - tensors["logits"]).abs().max().item(),
+            "hf_textgen_loaded": any(name.split(".")[0] == "hf_textgen" for name in sys.modules),
+        })
+    print(json.dumps(reports))
     """
 )
+
+
+def check_remote_code_loading(models_and_inputs: list[tuple], folder) -> None:
+    """Save each `(model, input_ids)` under `folder` and reload them all in ONE fresh Python process that cannot
+    import hf_textgen, via `AutoModelForCausalLM.from_pretrained(..., trust_remote_code=True)`; the logits must be
+    identical. One process for several models because starting Python with torch costs seconds on a busy box.
+    """
+    arguments = []
+    for index, (model, input_ids) in enumerate(models_and_inputs):
+        with torch.no_grad():
+            logits = model(input_ids=input_ids).logits
+        model_folder, expected_file = folder / f"model_{index}", folder / f"expected_{index}.safetensors"
+        model.save_pretrained(model_folder)
+        save_file({"input_ids": input_ids, "logits": logits.contiguous()}, str(expected_file))
+        arguments += [str(model_folder), str(expected_file)]
+    script = folder / "load_remote.py"
+    script.write_text(_REMOTE_CODE_SCRIPT)
+    # -I: no PYTHONPATH, no user site, no script folder on sys.path; the script also hides hf_textgen itself.
+    result = subprocess.run(
+        [sys.executable, "-I", str(script), *arguments], capture_output=True, text=True, cwd=folder, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    reports = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(reports) == len(models_and_inputs)
+    for report in reports:
+        assert report["module"].startswith("transformers_modules"), report
+        assert not report["hf_textgen_loaded"], report
+        assert report["max_abs_diff"] == 0.0, report
 
 
 class _CollectingStreamer(BaseStreamer):
@@ -106,6 +136,17 @@ class CausalLMModelTestMixin:
 
     # Tolerance for "the same computation, batched or cached differently" (float32 on CPU).
     atol = 1e-5
+    # A family with several variants may check their remote-code loads in one process (`check_remote_code_loading`)
+    # and set this to False on the variant classes.
+    run_remote_code_test = True
+
+    @pytest.fixture(autouse=True)
+    def _single_thread(self):
+        # Tiny models run fastest on one thread, and the test box is shared: extra threads only contend.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        yield
+        torch.set_num_threads(threads)
 
     def get_config(self, **overrides):
         """A tiny config of the family, with `overrides` applied."""
@@ -249,27 +290,10 @@ class CausalLMModelTestMixin:
             assert (tmp_path / f"{module_name}.py").is_file()
 
     def test_remote_code_load_in_a_process_without_hf_textgen(self, tmp_path):
+        if not self.run_remote_code_test:
+            pytest.skip("this variant's remote-code load is checked together with its siblings in one process")
         model = self.make_model()
-        input_ids = self.random_ids(model.config, 2, 7)
-        with torch.no_grad():
-            logits = model(input_ids=input_ids).logits
-        model.save_pretrained(tmp_path / "model")
-        save_file({"input_ids": input_ids, "logits": logits.contiguous()}, str(tmp_path / "expected.safetensors"))
-        script = tmp_path / "load_remote.py"
-        script.write_text(_REMOTE_CODE_SCRIPT)
-        # -I: no PYTHONPATH, no user site, no script folder on sys.path; the script also hides hf_textgen itself.
-        result = subprocess.run(
-            [sys.executable, "-I", str(script), str(tmp_path / "model"), str(tmp_path / "expected.safetensors")],
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-            timeout=300,
-        )
-        assert result.returncode == 0, result.stderr[-3000:]
-        report = json.loads(result.stdout.strip().splitlines()[-1])
-        assert report["module"].startswith("transformers_modules"), report
-        assert not report["hf_textgen_loaded"], report
-        assert report["max_abs_diff"] == 0.0, report
+        check_remote_code_loading([(model, self.random_ids(model.config, 2, 7))], tmp_path)
 
     # ------------------------------------------------------------------------------------------------ generation
     def test_greedy_with_cache_equals_full_recompute(self):
@@ -441,4 +465,4 @@ class CausalLMModelTestMixin:
             assert torch.equal(reloaded(input_ids=input_ids).logits, model(input_ids=input_ids).logits)
 
 
-__all__ = ["CausalLMModelTestMixin"]
+__all__ = ["CausalLMModelTestMixin", "check_remote_code_loading"]

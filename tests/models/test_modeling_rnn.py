@@ -6,7 +6,7 @@ from torch import nn
 
 from hf_textgen import RNNConfig, RNNForCausalLM, RNNForSequenceClassification, RNNModel
 
-from .common import CausalLMModelTestMixin
+from .common import CausalLMModelTestMixin, check_remote_code_loading
 
 CELL_TYPES = ("lstm", "gru", "rnn")
 
@@ -25,12 +25,23 @@ def tiny_rnn_config(**overrides) -> RNNConfig:
     return RNNConfig(**{**fields, **overrides})
 
 
+@pytest.fixture(autouse=True)
+def _single_thread():
+    # Tiny models run fastest on one thread, and the test box is shared: extra threads only contend.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 class _RNNSuite(CausalLMModelTestMixin):
     config_class = RNNConfig
     base_model_class = RNNModel
     causal_lm_class = RNNForCausalLM
     sequence_classification_class = RNNForSequenceClassification
     cell_type = "lstm"
+    # All three cell types are loaded in one fresh process by `test_remote_code_load_every_cell_type` below.
+    run_remote_code_test = False
 
     def get_config(self, **overrides):
         return tiny_rnn_config(**{"cell_type": self.cell_type, **overrides})
@@ -46,6 +57,15 @@ class TestGRU(_RNNSuite):
 
 class TestElmanRNN(_RNNSuite):
     cell_type = "rnn"
+
+
+def test_remote_code_load_every_cell_type(tmp_path):
+    models_and_inputs = []
+    for cell_type in CELL_TYPES:
+        torch.manual_seed(0)
+        model = RNNForCausalLM(tiny_rnn_config(cell_type=cell_type)).eval()
+        models_and_inputs.append((model, torch.randint(3, 99, (2, 7))))
+    check_remote_code_loading(models_and_inputs, tmp_path)
 
 
 # ------------------------------------------------------------------------------------------------------ config
