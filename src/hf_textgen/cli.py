@@ -17,7 +17,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("hf_textgen.commands.pretrain", "causal-LM pretraining with the Trainer (bundled corpus by default)"),
     "finetune": ("hf_textgen.commands.finetune", "fine-tuning: causal_lm, prompt_completion, classification, seq2seq"),
     "evaluate": ("hf_textgen.commands.evaluate", "perplexity per token and per word, printed and saved as JSON"),
+    "generate": ("hf_textgen.commands.generate", "text from a prompt, streamed to the terminal"),
     "bench": ("hf_textgen.commands.bench", "side-by-side benchmarks vs transformers' Llama, JSON and PNG"),
+    "push": ("hf_textgen.commands.push", "upload model, tokenizer, code, metrics and model card to the Hub"),
 }
 
 

@@ -162,3 +162,16 @@ def test_bad_inputs_raise_value_error(tmp_path):
     folder = _model_folder(tmp_path, "rnn")
     with pytest.raises(ValueError, match="task="):
         render_model_card(folder, task="translation")
+
+
+def test_local_paths_stay_out_of_the_metadata(tmp_path):
+    folder = _model_folder(tmp_path, "rnn")
+    local_base = tmp_path / "base-model"
+    local_base.mkdir()
+    path = write_model_card(folder, base_model=str(local_base), datasets=[str(tmp_path), "bob/data"])
+    metadata = metadata_load(path)
+    assert "base_model" not in metadata
+    assert metadata["datasets"] == ["bob/data"]
+    text = path.read_text()
+    assert f"fine-tuned from `{local_base}`" in text
+    assert f"`{tmp_path}`, [bob/data](https://huggingface.co/datasets/bob/data)" in text

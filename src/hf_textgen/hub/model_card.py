@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
 
 TEMPLATE_PATH = Path(__file__).parent / "templates" / "hf_textgen_model_card.md"
 # The template's comment line: a README carrying it was written by us and may be re-rendered.
@@ -45,7 +47,7 @@ _TASK_TO_PIPELINE_TAG = {
 
 _RESULT_FILES = ("all_results.json", "eval_results.json", "test_results.json")
 # Trainer bookkeeping that is not a quality metric.
-_NOT_METRICS = ("runtime", "samples_per_second", "steps_per_second", "epoch", "total_flos", "num_tokens", "mem_")
+_NOT_METRICS = ("runtime", "samples", "steps_per_second", "epoch", "total_flos", "num_tokens", "mem_")
 
 _CONFIG_FIELDS = (
     ("vocab_size", "Vocabulary size"),
@@ -235,6 +237,17 @@ def _previous_metadata(model_dir: Path) -> dict[str, Any]:
         return {}
 
 
+def _is_hub_id(name: str) -> bool:
+    """Whether `name` reads as a Hub repository id rather than a local path (the card links only Hub ids)."""
+    if os.path.exists(name) or name.startswith((".", "/", "~")):
+        return False
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
 def _as_list(value: str | list[str] | None) -> list[str] | None:
     if value is None:
         return None
@@ -299,7 +312,10 @@ def render_model_card(
             if name == "loss" and (("perplexity", split) not in metrics) and value < 50:
                 metrics[("perplexity", split)] = math.exp(value)
                 derived_perplexity = True
-    dataset_id = datasets[0] if datasets else "text"
+    # Local paths stay in the card's text but not in its metadata, where the Hub expects repository ids.
+    hub_datasets = [dataset for dataset in datasets or [] if _is_hub_id(dataset)]
+    base_model_on_hub = bool(base_model) and _is_hub_id(base_model)
+    dataset_id = hub_datasets[0] if hub_datasets else "text"
     dataset_name = datasets[0] if datasets else "held-out text"
     eval_results = _eval_results(metrics, pipeline_tag, dataset_id, dataset_name) or None
     hyperparameters, loss_history, has_training_args = _training_facts(model_dir)
@@ -312,8 +328,8 @@ def render_model_card(
         library_name="transformers",
         pipeline_tag=pipeline_tag,
         tags=tags,
-        datasets=datasets,
-        base_model=base_model,
+        datasets=hub_datasets or None,
+        base_model=base_model if base_model_on_hub else None,
         metrics=sorted({result.metric_type for result in eval_results or []}) or None,
         model_name=model_name,
         eval_results=eval_results,
@@ -324,6 +340,10 @@ def render_model_card(
         template_path=str(TEMPLATE_PATH),
         model_name=model_name,
         repo_id=repo_id,
+        base_model=base_model,
+        base_model_on_hub=base_model_on_hub,
+        datasets=datasets,
+        hub_datasets=hub_datasets,
         model_type=model_type,
         family_title=FAMILY_TITLES.get(model_type, f"`{model_type}` model"),
         architecture=(config.get("architectures") or [model_type])[0],

@@ -1,0 +1,46 @@
+"""`hf-textgen push`: upload a finished model folder to the Hugging Face Hub in one commit.
+
+The token is read from `--token`, `HF_TOKEN` or the stored login (`hf auth login`); prefer the environment or the
+login, since a command-line token is visible to other users of the machine. Set `HF_ENDPOINT` to push to another
+Hub-compatible server.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from hf_textgen.hub.push import push_model_folder
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hf-textgen push",
+        description="Upload model, tokenizer, modeling code, metrics and model card to the Hub in one commit.",
+    )
+    parser.add_argument("--model_path", required=True, help="The model folder (a training --output_dir).")
+    parser.add_argument("--repo_id", required=True, help="USER/NAME of the Hub repository (created if missing).")
+    parser.add_argument("--private", action="store_true", help="Create the repository private.")
+    parser.add_argument("--revision", default=None, help="Branch to commit to, created from main if missing.")
+    parser.add_argument("--commit_message", default=None, help="Title of the commit.")
+    parser.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the stored login).")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the flags, push the folder, print where it went and how to load it."""
+    args = _parser().parse_args(argv)
+    result = push_model_folder(
+        args.model_path,
+        args.repo_id,
+        private=args.private,
+        revision=args.revision,
+        commit_message=args.commit_message,
+        token=args.token,
+    )
+    card = "rendered" if result.card_rendered else "kept as is"
+    print(f"pushed {len(result.files)} files to {result.repo_url} (commit {result.commit.oid}, model card {card})")
+    print(
+        f'load it with AutoModelForCausalLM.from_pretrained("{args.repo_id}", trust_remote_code=True, '
+        f'revision="{result.commit.oid}")'
+    )
+    return 0

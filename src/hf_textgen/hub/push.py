@@ -1,0 +1,222 @@
+"""Push a finished model folder to the Hugging Face Hub in one commit.
+
+Everything a user of the model needs travels together: weights (safetensors), `config.json` with `auto_map`, the
+self-contained modeling and configuration code, the tokenizer, `generation_config.json`, training metrics and
+plots, and the model card (rendered here when it is missing or stale). All local checks run before anything is
+created on the Hub, and the upload is a single `create_commit`, so a failure leaves nothing half-pushed.
+
+The token comes from `--token`, `HF_TOKEN` or the stored login (`hf auth login`). It only ever travels in the
+Authorization header: it is never printed or logged, and every uploaded file is checked not to contain it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi, ModelCard, constants, get_token
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled, RepositoryNotFoundError
+from huggingface_hub.utils import validate_repo_id
+
+from hf_textgen.errors import UserError
+from hf_textgen.hub.model_card import CARD_MARKER, render_model_card
+
+try:  # huggingface_hub 2.x speaks HTTP through httpx2, 1.x through httpx
+    import httpx2 as _http
+except ImportError:  # pragma: no cover - depends on the installed huggingface_hub
+    import httpx as _http
+
+# Not uploaded: pickles (unsafe to load, and `training_args.bin` can hold a `--hub_token`), checkpoints, caches and
+# hidden or private files, as the Trainer's own push skips `_*` and `checkpoint-*`.
+EXCLUDED_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.pkl", "*.pyc", ".*", "_*", "checkpoint-*", "__pycache__")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
+
+
+@dataclass
+class PushResult:
+    """What `push_model_folder` uploaded and where."""
+
+    repo_url: str
+    commit: CommitInfo
+    files: list[str]
+    card_rendered: bool
+
+
+def _excluded(relative: Path) -> bool:
+    return any(fnmatch.fnmatch(part, pattern) for part in relative.parts for pattern in EXCLUDED_PATTERNS)
+
+
+def check_repo_id(repo_id: str) -> str:
+    """Raise a `UserError` unless `repo_id` is a valid `namespace/name` Hub id."""
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise UserError(f"--repo_id {repo_id!r} is not a valid Hub repository id ({error}); use USER/NAME") from None
+    if repo_id.count("/") != 1:
+        raise UserError(f"--repo_id {repo_id!r} must name a namespace and a model, as USER/NAME")
+    return repo_id
+
+
+def check_model_folder(model_path: str | os.PathLike) -> dict:
+    """Check that a folder holds a complete, shareable model; return its config.
+
+    Raises:
+        UserError: A missing folder, no `config.json`, no safetensors weights, no tokenizer, or an hf_textgen
+            model whose `auto_map` code files are not in the folder (it would not load with `trust_remote_code`).
+    """
+    folder = Path(model_path)
+    if not folder.is_dir():
+        raise UserError(f"model folder {folder} does not exist; pass the --output_dir of a training run")
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(
+            f"{folder} has no config.json, so it is not a model folder; pass a folder written by "
+            "save_pretrained (the --output_dir of pretrain / finetune)"
+        ) from None
+    except (OSError, ValueError) as error:
+        raise UserError(f"{folder / 'config.json'} is not readable JSON ({error})") from None
+    if not isinstance(config, dict) or "model_type" not in config:
+        raise UserError(f"{folder / 'config.json'} has no model_type; re-save the model with save_pretrained")
+    if not any((folder / name).is_file() for name in WEIGHT_FILES):
+        raise UserError(
+            f"{folder} has no safetensors weights (model.safetensors); re-save the model with "
+            "save_pretrained(..., safe_serialization=True)"
+        )
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise UserError(f"{folder} has no tokenizer; save it beside the model with tokenizer.save_pretrained")
+    if config["model_type"].startswith("hf_textgen_"):
+        auto_map = config.get("auto_map") or {}
+        if not auto_map:
+            raise UserError(
+                f"{folder / 'config.json'} has no auto_map, so the model would not load without hf_textgen; "
+                "re-save it with save_pretrained after `import hf_textgen`"
+            )
+        for reference in auto_map.values():
+            module = str(reference).split("--")[-1].rsplit(".", 1)[0]
+            if not (folder / f"{module}.py").is_file():
+                raise UserError(
+                    f"{folder} lacks {module}.py named in config.json's auto_map; re-save the model with "
+                    "save_pretrained after `import hf_textgen` so the modeling code is copied beside the weights"
+                )
+    return config
+
+
+def _card_text(folder: Path, repo_id: str) -> tuple[str | None, bool]:
+    """The README to upload, and whether we rendered it. A hand-written card is kept as it is."""
+    readme = folder / "README.md"
+    existing = readme.read_text(encoding="utf-8") if readme.is_file() else None
+    ours = existing is None or CARD_MARKER in existing or "generated_from_trainer" in existing
+    if not ours:
+        return existing, False
+    try:
+        card = str(render_model_card(folder, repo_id=repo_id))
+    except ValueError as error:
+        raise UserError(f"could not render the model card for {folder}: {error}") from None
+    return card, card != existing
+
+
+def _collect_files(folder: Path) -> list[Path]:
+    files = []
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if path.is_file() and not _excluded(relative) and relative.as_posix() != "README.md":
+            files.append(relative)
+    return files
+
+
+def _hub_error(error: Exception, repo_id: str) -> UserError:
+    endpoint = constants.ENDPOINT
+    if isinstance(error, _http.TransportError):
+        return UserError(
+            f"cannot reach the Hub at {endpoint} ({type(error).__name__}); check the network or HF_ENDPOINT"
+        )
+    if isinstance(error, HfHubHTTPError):
+        status = error.response.status_code if error.response is not None else None
+        if status == 401:
+            return UserError(
+                "the Hub rejected the token (401); set a valid write token in HF_TOKEN or `hf auth login`"
+            )
+        if status == 403:
+            return UserError(f"the token may not write to {repo_id} (403); use a write token for that namespace")
+        if isinstance(error, RepositoryNotFoundError):
+            return UserError(f"repository {repo_id} not found or not yours; check --repo_id")
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return UserError(f"the Hub refused the push to {repo_id}: {first_line}")
+    return UserError(f"push to {repo_id} failed: {error}")
+
+
+def push_model_folder(
+    model_path: str | os.PathLike,
+    repo_id: str,
+    *,
+    private: bool = False,
+    revision: str | None = None,
+    commit_message: str | None = None,
+    token: str | None = None,
+) -> PushResult:
+    """Upload a finished model folder to `repo_id` on the Hub as one commit.
+
+    Args:
+        model_path: The model folder (`save_pretrained` output with tokenizer, e.g. a training `--output_dir`).
+        repo_id: `namespace/name`; the repository is created (private if asked) when it does not exist.
+        private: Create the repository private.
+        revision: Branch to commit to (created from `main` when missing); default `main`.
+        commit_message: The commit title.
+        token: A Hub token; by default `HF_TOKEN` or the stored login.
+
+    Returns:
+        A `PushResult` with the repository URL, the commit and the uploaded paths.
+
+    Raises:
+        UserError: For a bad folder, repo id or token, an unreachable Hub, or a push the Hub refuses.
+    """
+    folder = Path(model_path)
+    check_repo_id(repo_id)
+    check_model_folder(folder)
+    token = token or get_token()
+    if not token:
+        raise UserError("no Hugging Face token: set HF_TOKEN or run `hf auth login` with a write token")
+
+    card, card_rendered = _card_text(folder, repo_id)
+    if card is not None:
+        try:
+            ModelCard(card)  # the metadata must parse before anything reaches the Hub
+        except ValueError as error:
+            raise UserError(f"{folder / 'README.md'} has invalid metadata: {error}") from None
+    relative_paths = _collect_files(folder)
+    contents = {path.as_posix(): (folder / path).read_bytes() for path in relative_paths}
+    if card is not None:
+        contents["README.md"] = card.encode("utf-8")
+    # The token must never be uploaded, not even inside a saved file (an argument dump, a log).
+    for name, data in contents.items():
+        if token.encode() in data:
+            raise UserError(f"{folder / name} contains your Hub token; remove it from the file before pushing")
+
+    api = HfApi(token=token)
+    try:
+        api.whoami()
+        if card is not None:
+            try:
+                ModelCard(card).validate()  # the Hub's own metadata check, before the repository is created
+            except ValueError as error:
+                raise UserError(f"the Hub rejected the model card metadata: {error}") from None
+        repo_url = api.create_repo(repo_id, private=private, exist_ok=True)
+        if revision and revision != constants.DEFAULT_REVISION:
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=data) for name, data in contents.items()]
+        commit = api.create_commit(
+            repo_id,
+            operations=operations,
+            commit_message=commit_message or f"Upload {folder.name} with hf-textgen push",
+            revision=revision,
+        )
+    except OfflineModeIsEnabled:
+        raise UserError("HF_HUB_OFFLINE is set, so nothing can be pushed; unset it and run push again") from None
+    except (HfHubHTTPError, _http.HTTPError) as error:
+        raise _hub_error(error, repo_id) from None
+    return PushResult(repo_url=str(repo_url), commit=commit, files=sorted(contents), card_rendered=card_rendered)
