@@ -6,9 +6,14 @@ held whole; the saved folder loads with `AutoTokenizer.from_pretrained` as a `Pr
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+
+import yaml
+from transformers import HfArgumentParser
 
 from hf_textgen.data import DataArguments, load_raw_datasets, minimum_vocab_size, train_tokenizer
 from hf_textgen.data.tokenizer_training import TOKENIZER_TYPES, EmptyCorpusError
@@ -83,11 +88,30 @@ def _reading_errors_as_user_errors(error: Exception) -> UserError | None:
     return None
 
 
+def parse_tokenizer_arguments(argv: list[str] | None = None) -> TokenizerTrainingArguments:
+    """Parse the flags, or one `.yaml` / `.json` file holding the same names; mistakes become UserErrors."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = HfArgumentParser(TokenizerTrainingArguments, prog="hf-textgen train-tokenizer")
+    try:
+        if len(argv) == 1 and argv[0].endswith((".yaml", ".yml", ".json")):
+            if not os.path.isfile(argv[0]):
+                raise UserError(f"arguments file {argv[0]} does not exist")
+            read = parser.parse_yaml_file if argv[0].endswith((".yaml", ".yml")) else parser.parse_json_file
+            (args,) = read(argv[0])
+        else:
+            args, extra = parser.parse_args_into_dataclasses(argv, return_remaining_strings=True)
+            if extra:
+                raise UserError(f"unrecognised argument(s): {' '.join(extra)} (see --help)")
+    except (ValueError, TypeError, yaml.YAMLError) as error:
+        raise UserError(str(error).strip().splitlines()[0]) from None
+    if not args.output_dir:
+        raise UserError("--output_dir is required: the folder the tokenizer is saved to")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     """Train a tokenizer on the named corpus (the bundled one by default), save it and print a one-line summary."""
-    from hf_textgen.training.arguments import parse_arguments
-
-    (args,) = parse_arguments((TokenizerTrainingArguments,), argv, prog="hf-textgen train-tokenizer")
+    args = parse_tokenizer_arguments(argv)
     vocab_size = args.vocab_size if args.vocab_size is not None else DEFAULT_VOCAB_SIZES[args.tokenizer_type]
     if vocab_size is not None and vocab_size < minimum_vocab_size(args.tokenizer_type):
         raise UserError(
@@ -121,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             validation_batches = _batches(raw_datasets["validation"], _MAX_VALIDATION_CHARS)
             validation_texts = [text for batch in validation_batches for text in batch]
         except EmptyCorpusError:
-            raise UserError("the training text is empty: give a file with text in it") from None
+            raise UserError("the training data holds no text; give a file with text in it") from None
         except Exception as error:
             user_error = _reading_errors_as_user_errors(error)
             if user_error is None:

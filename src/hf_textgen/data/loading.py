@@ -25,7 +25,7 @@ import os
 from pathlib import Path
 
 import datasets
-from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
+from datasets import Dataset, DatasetDict, Features, IterableDataset, IterableDatasetDict, Value
 
 from hf_textgen.data.arguments import DataArguments
 from hf_textgen.errors import UserError
@@ -149,7 +149,10 @@ def _clean_documents(batch: dict, sample_by: str) -> dict:
 
 
 def _clean_text_dataset(dataset: Dataset | IterableDataset, data_args: DataArguments) -> Dataset | IterableDataset:
-    kwargs = {} if isinstance(dataset, IterableDataset) else {"desc": "Dropping blank documents"}
+    if isinstance(dataset, IterableDataset):
+        kwargs = {"features": Features({"text": Value("string")})}  # keeps the column names known without a read
+    else:
+        kwargs = {"desc": "Dropping blank documents"}
     # Rows may disappear, so the old column is removed and the cleaned one written in its place.
     return dataset.map(
         _clean_documents,
@@ -227,6 +230,8 @@ def _as_text_column(
 ) -> Dataset | IterableDataset:
     """Rename the text column to "text" (autodetected unless named); other columns are kept."""
     columns = _column_names(dataset)
+    if not columns:
+        raise UserError(f"the {split} data holds no text; give a file with text in it")
     if text_column_name is not None:
         if text_column_name not in columns:
             raise UserError(

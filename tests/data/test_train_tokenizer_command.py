@@ -1,0 +1,106 @@
+"""`hf-textgen train-tokenizer`: a saved, loadable tokenizer; every bad input is one `error:` line and no folder."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+from hf_textgen.cli import main
+
+SAMPLE = "To be, or not to be: that is the question.\n你好，世界 😀\n"
+
+
+def _run(argv, capsys):
+    status = main(["train-tokenizer", *argv])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_trains_on_train_files_and_saves_a_fast_tokenizer(tmp_path, tiny_corpus_dir, capsys):
+    output = tmp_path / "tokenizer"
+    status, out, err = _run(
+        ["--train_file", os.path.join(tiny_corpus_dir, "*.txt"), "--vocab_size", "400", "--output_dir", str(output)],
+        capsys,
+    )
+    assert status == 0, err
+    assert out.count("\n") == 1
+    assert "bpe tokenizer with 400 tokens" in out and "chars/token" in out
+    tokenizer = AutoTokenizer.from_pretrained(str(output))
+    assert isinstance(tokenizer, PreTrainedTokenizerFast)
+    assert tokenizer.decode(tokenizer(SAMPLE)["input_ids"]) == SAMPLE
+    assert not [name for name in os.listdir(tmp_path) if name.startswith(".")], "temporary folder left behind"
+
+
+@pytest.mark.parametrize("tokenizer_type", ["char", "word"])
+def test_char_and_word_types(tmp_path, tiny_corpus_dir, capsys, tokenizer_type):
+    output = tmp_path / tokenizer_type
+    train = os.path.join(tiny_corpus_dir, "train.txt")
+    status, out, err = _run(
+        ["--tokenizer_type", tokenizer_type, "--train_file", train, "--output_dir", str(output)], capsys
+    )
+    assert status == 0, err
+    tokenizer = AutoTokenizer.from_pretrained(str(output))
+    assert tokenizer.unk_token == "<unk>"
+    if tokenizer_type == "char":
+        assert len(tokenizer("Hamlet")["input_ids"]) == 6
+
+
+def test_reads_json_through_text_column_name(tmp_path, capsys):
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(f'{{"id": "{i}", "body": "line {i} of some text"}}\n' for i in range(50)), "utf-8")
+    output = tmp_path / "out"
+    argv = ["--train_file", str(data), "--text_column_name", "body", "--vocab_size", "300"]
+    status, _, err = _run([*argv, "--output_dir", str(output)], capsys)
+    assert status == 0, err
+    assert (output / "tokenizer.json").is_file()
+
+
+def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
+    (tmp_path / "empty.txt").write_text("", encoding="utf-8")
+    (tmp_path / "blank.txt").write_text("\n \n\n", encoding="utf-8")
+    (tmp_path / "latin1.txt").write_bytes("r\xe9sum\xe9\n".encode("latin-1"))
+    good = tmp_path / "good.txt"
+    good.write_text("some text\n", encoding="utf-8")
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "notes.txt").write_text("keep me", encoding="utf-8")
+    return {
+        "missing": (["--train_file", str(tmp_path / "missing.txt")], "does not exist"),
+        "empty": (["--train_file", str(tmp_path / "empty.txt")], "is empty"),
+        "blank": (["--train_file", str(tmp_path / "blank.txt")], "holds no text"),
+        "not utf-8": (["--train_file", str(tmp_path / "latin1.txt")], "not UTF-8"),
+        "vocab too small": (["--train_file", str(good), "--vocab_size", "100"], "too small"),
+        "occupied output": (["--train_file", str(good), "--output_dir", str(occupied)], "already holds files"),
+        "hub offline": (["--dataset_name", "Salesforce/wikitext", "--dataset_config_name", "x"], "unreachable"),
+        "both sources": (["--dataset_name", "x", "--train_file", str(good)], "either dataset_name or train_file"),
+        "no output_dir": (["--train_file", str(good), "--output_dir", ""], "--output_dir is required"),
+    }
+
+
+def test_bad_inputs_are_one_line_errors_without_output(tmp_path, capsys):
+    for name, (argv, message) in _bad_inputs(tmp_path).items():
+        output = tmp_path / f"out-{name.replace(' ', '-')}"
+        if "--output_dir" not in argv:
+            argv = [*argv, "--output_dir", str(output)]
+        status, out, err = _run(argv, capsys)
+        assert status == 2, name
+        assert err.startswith("error: ") and err.count("\n") == 1, (name, err)
+        assert message in err, (name, err)
+        assert not output.exists(), name
+    assert os.listdir(tmp_path / "occupied") == ["notes.txt"]
+    assert not [name for name in os.listdir(tmp_path) if name.startswith(".")], "temporary folder left behind"
+
+
+def test_console_script_in_a_subprocess(tmp_path, tiny_corpus_dir):
+    script = Path(sys.executable).with_name("hf-textgen")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "hf_textgen.cli"]
+    output = tmp_path / "tokenizer"
+    train = os.path.join(tiny_corpus_dir, "train.txt")
+    argv = ["train-tokenizer", "--train_file", train, "--vocab_size", "300", "--output_dir", str(output)]
+    result = subprocess.run([*command, *argv], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "saved to" in result.stdout
+    assert AutoTokenizer.from_pretrained(str(output)).decode([]) == ""
