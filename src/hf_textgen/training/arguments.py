@@ -6,6 +6,7 @@ so a command line written for the transformers examples works here unchanged.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from dataclasses import dataclass, field
@@ -186,7 +187,8 @@ def parse_arguments(
         UserError: unknown names, bad values, or an unreadable arguments file.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser(dataclass_types, prog=prog)
+    # exit_on_error=False: a bad value becomes one `error:` line instead of a 200-flag usage screen.
+    parser = HfArgumentParser(dataclass_types, prog=prog, exit_on_error=False)
     defaults = dict(defaults or {})
     if defaults:
         parser.set_defaults(**defaults)
@@ -197,7 +199,10 @@ def parse_arguments(
         if unknown:
             raise UserError(f"unknown argument(s) in {argv[0]}: {', '.join(unknown)}")
     else:
-        namespace, extra = parser.parse_known_args(argv)
+        try:
+            namespace, extra = parser.parse_known_args(argv)
+        except argparse.ArgumentError as error:
+            raise UserError(f"{error} (see --help)") from None
         if extra:
             raise UserError(f"unrecognised argument(s): {' '.join(extra)} (see --help)")
         values = vars(namespace)
