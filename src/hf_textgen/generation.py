@@ -7,6 +7,7 @@ instead of falling back to transformers' global defaults (greedy decoding, 20 to
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -40,7 +41,7 @@ def default_generation_settings(vocab_size: int) -> dict[str, object]:
 
     Returns:
         GenerationConfig keyword arguments: do_sample, temperature, top_k, top_p, repetition_penalty,
-        max_new_tokens.
+        max_new_tokens (`set_default_generation_config` caps it at half of a bounded model context).
     """
     character_level = vocab_size < _CHARACTER_LEVEL_VOCAB_SIZE
     return {
@@ -87,6 +88,10 @@ def set_default_generation_config(
         if decoder_start_token_id is None:
             decoder_start_token_id = bos_token_id
         settings["decoder_start_token_id"] = decoder_start_token_id
+    limit = max_positions(model.config)
+    if limit is not None:
+        # Leave at least half of a bounded context for the prompt.
+        settings["max_new_tokens"] = min(settings["max_new_tokens"], max(1, limit // 2))
     settings.update(overrides)
     if not settings["do_sample"]:
         # Sampling knobs on a greedy/beam config only trigger warnings at every generate() call.
@@ -181,3 +186,52 @@ def max_positions(config: PreTrainedConfig) -> int | None:
         return None
     value = getattr(config, "max_position_embeddings", None)
     return value if isinstance(value, int) and value > 0 else None
+
+
+@dataclass
+class PreparedPrompt:
+    """A tokenized prompt that fits the model, and how many tokens were cut from its left to make it fit."""
+
+    input_ids: torch.Tensor  # (1, prompt_length)
+    attention_mask: torch.Tensor  # (1, prompt_length)
+    num_dropped: int
+
+
+def prepare_prompt(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompt: str, max_new_tokens: int
+) -> PreparedPrompt:
+    """Tokenize `prompt` and cut it from the left so the model can take it plus `max_new_tokens` new tokens.
+
+    A causal LM with a bounded context (`max_position_embeddings`) keeps the most recent
+    `context - max_new_tokens` prompt tokens; an encoder-decoder keeps the last `context` source tokens. An RNN has
+    no bound and keeps everything.
+
+    Raises:
+        UserError: An empty prompt, or `max_new_tokens` that leaves no room in the model's context.
+    """
+    if not prompt or not prompt.strip():
+        raise UserError("the prompt is empty; pass --prompt TEXT or pipe the text on standard input")
+    ids = tokenizer(prompt)["input_ids"]
+    if not ids:
+        raise UserError("the prompt tokenizes to nothing; pass a longer --prompt")
+    limit = max_positions(model.config)
+    room = len(ids)
+    if limit is not None:
+        if model.config.is_encoder_decoder:
+            # The decoder takes its start token plus the new tokens.
+            if max_new_tokens + 1 > limit:
+                raise UserError(
+                    f"--max_new_tokens {max_new_tokens} is more than the model can produce ({limit - 1} tokens); "
+                    "lower --max_new_tokens"
+                )
+            room = limit
+        else:
+            if max_new_tokens >= limit:
+                raise UserError(
+                    f"--max_new_tokens {max_new_tokens} leaves no room for the prompt in the model's "
+                    f"{limit}-token context; lower --max_new_tokens"
+                )
+            room = limit - max_new_tokens
+    kept = ids[-room:]
+    input_ids = torch.tensor([kept], dtype=torch.long, device=model.device)
+    return PreparedPrompt(input_ids, torch.ones_like(input_ids), len(ids) - len(kept))
