@@ -7,6 +7,7 @@ so every client that talks to the server runs in a subprocess with its own envir
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import subprocess
 import sys
@@ -30,6 +31,19 @@ for path in {paths!r}:
         sys.path.append(path)
 import importlib.util
 assert importlib.util.find_spec("hf_textgen") is None, "hf_textgen must not be importable here"
+"""
+
+# Each call goes through the console script's `main`, with its own captured stdout and stderr.
+_CLI_MANY = """
+import contextlib, io, json
+from hf_textgen.cli import main
+results = []
+for call in {calls!r}:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(call)
+    results.append((status, out.getvalue(), err.getvalue()))
+print("RESULTS " + json.dumps(results))
 """
 
 
@@ -64,6 +78,21 @@ class Hub:
         return subprocess.run(
             command, env=self.env(token, **extra_env), capture_output=True, text=True, timeout=300, cwd=self.home
         )
+
+    def cli_many(self, *calls: list[str], token: str | None = TOKEN) -> list[subprocess.CompletedProcess]:
+        """Run several `hf-textgen ARGS` in ONE subprocess (one interpreter start-up instead of one per call)."""
+        script = _CLI_MANY.format(calls=[list(call) for call in calls])
+        process = subprocess.run(
+            [sys.executable, "-c", script],
+            env=self.env(token),
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=self.home,
+        )
+        marker = next((line for line in process.stdout.splitlines() if line.startswith("RESULTS ")), None)
+        assert marker is not None, process.stdout[-2000:] + process.stderr[-3000:]
+        return [subprocess.CompletedProcess(call, *result) for call, result in zip(calls, json.loads(marker[8:]))]
 
     def run_isolated(self, code: str, token: str | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
         """Run `code` in an interpreter that cannot import hf_textgen, from a folder outside the repository."""

@@ -20,6 +20,7 @@ import hf_textgen
 from hf_textgen.cli import run_command
 from hf_textgen.commands.push import main as push_main
 
+WRONG_TOKEN = "hf_notAValidToken000"
 PROBE_IDS = [[1, 45, 97, 200, 13, 301, 7, 2]]
 
 SIZES_SEQ2SEQ = {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
@@ -108,8 +109,21 @@ def pushed(hub, tiny_tokenizer_path, tmp_path_factory):
     results = {}
     for family in AVAILABLE:
         folder, logits = _model_folder(root, family, tiny_tokenizer_path)
-        process = hub.push("--model_path", str(folder), "--repo_id", f"alice/tiny-{family}")
-        results[family] = {"folder": folder, "logits": logits, "push": process}
+        results[family] = {"folder": folder, "logits": logits}
+    first = str(results[AVAILABLE[0]]["folder"])
+    calls = [
+        ["push", "--model_path", str(results[family]["folder"]), "--repo_id", f"alice/tiny-{family}"]
+        for family in AVAILABLE
+    ]
+    calls += [
+        ["push", "--model_path", first, "--repo_id", "alice/private-dev", "--private", "--revision", "dev",
+         "--commit_message", "first cut"],
+        ["push", "--model_path", first, "--repo_id", "alice/wrong-token", "--token", WRONG_TOKEN],
+        ["push", "--model_path", first, "--repo_id", "bob/not-yours"],
+    ]  # fmt: skip
+    processes = hub.cli_many(*calls)
+    for family, process in zip(AVAILABLE, processes):
+        results[family]["push"] = process
     out = tmp_path_factory.mktemp("loaded")
     pushed_ok = [family for family in AVAILABLE if results[family]["push"].returncode == 0]
     load = hub.run_isolated(_LOAD_SCRIPT.format(families=pushed_ok, out=str(out), probe=PROBE_IDS))
@@ -117,7 +131,16 @@ def pushed(hub, tiny_tokenizer_path, tmp_path_factory):
     for line in load.stdout.splitlines():
         if line.startswith("SUMMARY "):
             summary = json.loads(line[len("SUMMARY ") :])
-    return {"families": results, "load": load, "summary": summary, "out": out}
+    private, wrong_token, not_yours = processes[len(AVAILABLE) :]
+    return {
+        "families": results,
+        "load": load,
+        "summary": summary,
+        "out": out,
+        "private": private,
+        "wrong_token": wrong_token,
+        "not_yours": not_yours,
+    }
 
 
 @pytest.mark.slow
@@ -206,18 +229,25 @@ def test_card_metadata_validates_and_carries_the_evaluation(hub, pushed):
 
 @pytest.mark.slow
 def test_private_push_to_a_branch(hub, pushed):
-    family = AVAILABLE[0]
-    folder = pushed["families"][family]["folder"]
-    process = hub.push(
-        "--model_path", str(folder), "--repo_id", "alice/private-dev", "--private", "--revision", "dev",
-        "--commit_message", "first cut",
-    )  # fmt: skip
+    process = pushed["private"]
     assert process.returncode == 0, process.stderr
     repo = hub.server.state.repos["alice/private-dev"]
     assert repo.private
     assert set(hub.server.files("alice/private-dev", "main")) == {".gitattributes"}
     assert "model.safetensors" in hub.server.files("alice/private-dev", "dev")
     assert repo.commits[repo.branches["dev"]].title == "first cut"
+    # Nobody else sees a private repository.
+    other_user = hub.run_isolated(
+        "from huggingface_hub import HfApi\n"
+        "from huggingface_hub.errors import RepositoryNotFoundError\n"
+        "try:\n"
+        "    HfApi().model_info('alice/private-dev')\n"
+        "except RepositoryNotFoundError:\n"
+        "    print('HIDDEN')\n",
+        token=OTHER_TOKEN,
+        timeout=120,
+    )
+    assert "HIDDEN" in other_user.stdout, other_user.stderr[-2000:]
 
 
 # -- bad input: one `error:` line, exit status 2, nothing on the Hub -------------------------------------------------
@@ -281,19 +311,23 @@ def test_refuses_a_folder_holding_the_token(tmp_path, capsys, monkeypatch, tiny_
 
 
 @pytest.mark.slow
-def test_network_failures_push_nothing(hub, tmp_path, tiny_tokenizer_path):
-    folder, _ = _model_folder(tmp_path, AVAILABLE[0], tiny_tokenizer_path)
-    args = ("--model_path", str(folder))
-    unreachable = hub.push(*args, "--repo_id", "alice/unreachable", HF_ENDPOINT="http://127.0.0.1:9")
-    wrong_token = hub.push(*args, "--repo_id", "alice/wrong-token", token="hf_notAValidToken000")
-    not_yours = hub.push(*args, "--repo_id", "bob/not-yours")
+def test_hub_refusals_push_nothing(hub, pushed):
     for process, message in (
-        (unreachable, "cannot reach the Hub at http://127.0.0.1:9"),
-        (wrong_token, "rejected the token"),
-        (not_yours, "may not write to bob/not-yours"),
+        (pushed["wrong_token"], "rejected the token"),
+        (pushed["not_yours"], "may not write to bob/not-yours"),
     ):
         lines = process.stderr.strip().splitlines()
-        assert process.returncode == 2 and len(lines) == 1 and message in lines[0], process.stderr
-        assert TOKEN not in process.stderr + process.stdout
-    assert not {"alice/unreachable", "alice/wrong-token", "bob/not-yours"} & set(hub.server.state.repos)
-    assert OTHER_TOKEN  # bob exists on the server, so the 403 is about rights, not about a missing user
+        assert process.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), process.stderr
+        assert message in lines[0]
+        assert TOKEN not in process.stderr + process.stdout and WRONG_TOKEN not in process.stderr + process.stdout
+    assert not {"alice/wrong-token", "bob/not-yours"} & set(hub.server.state.repos)
+
+
+@pytest.mark.slow
+def test_unreachable_endpoint_through_the_script(hub, tmp_path, tiny_tokenizer_path):
+    folder, _ = _model_folder(tmp_path, AVAILABLE[0], tiny_tokenizer_path)
+    process = hub.push("--model_path", str(folder), "--repo_id", "alice/unreachable", HF_ENDPOINT="http://127.0.0.1:9")
+    lines = process.stderr.strip().splitlines()
+    assert process.returncode == 2 and len(lines) == 1, process.stderr
+    assert lines[0].startswith("error: cannot reach the Hub at http://127.0.0.1:9")
+    assert "alice/unreachable" not in hub.server.state.repos
