@@ -115,6 +115,9 @@ def test_local_folder_saved_with_save_to_disk(tmp_path):
     DatasetDict({"train": Dataset.from_dict({"text": DOCUMENTS})}).save_to_disk(str(tmp_path / "saved"))
     raw = load_raw_datasets(DataArguments(dataset_name=str(tmp_path / "saved")))
     assert _texts(raw["validation"]) == DOCUMENTS[:2]
+    streamed = load_raw_datasets(DataArguments(dataset_name=str(tmp_path / "saved"), streaming=True))
+    assert isinstance(streamed, IterableDatasetDict)
+    assert _texts(streamed["validation"]) == DOCUMENTS[:5]  # rows i with i % 100 < 5
 
 
 def test_streaming_gives_iterable_datasets(tmp_path):

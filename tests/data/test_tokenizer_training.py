@@ -65,9 +65,10 @@ def test_bpe_chinese_round_trip_and_compression(chinese_paragraphs):
     tokenizer = train_tokenizer(iter(chinese_paragraphs[:-5]), "bpe", vocab_size=4000, min_frequency=1)
     for text in [*held_out, UNSEEN_CHINESE, UNSEEN_MIXED]:
         assert tokenizer.decode(tokenizer(text)["input_ids"]) == text
-    # Held-out paragraphs: whole characters and common words are single tokens, so about one character per
-    # token even from a few kB of training text (characters never seen cost up to three byte tokens).
-    assert _chars_per_token(tokenizer, held_out) >= 0.85
+    # Trained on ~3,600 characters of Chinese (min_frequency=1: the corpus is tiny), the held-out paragraphs
+    # come out at about one character per token or better: frequent characters and words are single tokens,
+    # characters never seen cost up to three byte tokens.
+    assert _chars_per_token(tokenizer, held_out) >= 1.0
 
 
 def test_saved_folder_loads_as_fast_tokenizer(tmp_path, english_bpe):

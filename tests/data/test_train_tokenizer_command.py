@@ -58,6 +58,21 @@ def test_reads_json_through_text_column_name(tmp_path, capsys):
     assert (output / "tokenizer.json").is_file()
 
 
+def test_arguments_from_a_yaml_file(tmp_path, tiny_corpus_dir, capsys):
+    config = tmp_path / "tokenizer.yaml"
+    output = tmp_path / "from_yaml"
+    config.write_text(
+        f"tokenizer_type: bpe\nvocab_size: 320\ntrain_file:\n  - {tiny_corpus_dir}/train.txt\noutput_dir: {output}\n",
+        encoding="utf-8",
+    )
+    status, out, err = _run([str(config)], capsys)
+    assert status == 0, err
+    assert len(AutoTokenizer.from_pretrained(str(output))) == 320
+    config.write_text("vocab_sise: 320\n", encoding="utf-8")
+    status, _, err = _run([str(config)], capsys)
+    assert status == 2 and "vocab_sise" in err and err.count("\n") == 1
+
+
 def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
     (tmp_path / "empty.txt").write_text("", encoding="utf-8")
     (tmp_path / "blank.txt").write_text("\n \n\n", encoding="utf-8")
@@ -94,6 +109,7 @@ def test_bad_inputs_are_one_line_errors_without_output(tmp_path, capsys):
     assert not [name for name in os.listdir(tmp_path) if name.startswith(".")], "temporary folder left behind"
 
 
+@pytest.mark.slow
 def test_console_script_in_a_subprocess(tmp_path, tiny_corpus_dir):
     script = Path(sys.executable).with_name("hf-textgen")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "hf_textgen.cli"]

@@ -182,7 +182,9 @@ def _load_files(files: list[str], data_args: DataArguments, cache_dir: str | Non
 def _load_folder(folder: str, data_args: DataArguments, cache_dir: str | None) -> DatasetDict | IterableDatasetDict:
     if (Path(folder) / "dataset_dict.json").is_file():
         loaded = datasets.load_from_disk(folder)
-        return loaded.to_iterable_dataset() if data_args.streaming and isinstance(loaded, Dataset) else loaded
+        if data_args.streaming:
+            loaded = IterableDatasetDict({split: dataset.to_iterable_dataset() for split, dataset in loaded.items()})
+        return loaded
     files = [str(path) for path in sorted(Path(folder).rglob("*")) if path.is_file() and not path.name.startswith(".")]
     data_files = [path for path in files if _has_data_extension(path)]
     if not data_files:
