@@ -94,6 +94,12 @@ class Hub:
         assert marker is not None, process.stdout[-2000:] + process.stderr[-3000:]
         return [subprocess.CompletedProcess(call, *result) for call, result in zip(calls, json.loads(marker[8:]))]
 
+    def run_python(self, code: str, token: str | None = TOKEN, timeout: int = 300) -> subprocess.CompletedProcess:
+        """Run `code` in a subprocess of this virtual environment (hf_textgen importable) against the server."""
+        return subprocess.run(
+            [sys.executable, "-c", code], env=self.env(token), capture_output=True, text=True, timeout=timeout
+        )
+
     def run_isolated(self, code: str, token: str | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
         """Run `code` in an interpreter that cannot import hf_textgen, from a folder outside the repository."""
         paths = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})

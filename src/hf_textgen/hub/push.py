@@ -220,3 +220,40 @@ def push_model_folder(
     except (HfHubHTTPError, _http.HTTPError) as error:
         raise _hub_error(error, repo_id) from None
     return PushResult(repo_url=str(repo_url), commit=commit, files=sorted(contents), card_rendered=card_rendered)
+
+
+def push_training_output(trainer, commit_message: str = "End of training") -> PushResult:
+    """Push a Trainer's finished `output_dir` with its Hub settings, as one commit carrying our model card.
+
+    Call it instead of `trainer.push_to_hub()` once the folder is complete (model, tokenizer, trainer state,
+    metrics, plot and README written): the Trainer's own push would replace the card with its generic one and
+    upload the pickled `training_args.bin`. It reads `--hub_model_id` (a bare name goes to the token owner's
+    namespace, as the Trainer does), `--hub_private_repo`, `--hub_revision` and `--hub_token`.
+
+    Args:
+        trainer: A `transformers.Trainer` whose `args.output_dir` holds the finished model.
+        commit_message: The commit title.
+
+    Returns:
+        The `PushResult` of `push_model_folder`.
+    """
+    args = trainer.args
+    # The Trainer's background pushes (hub_strategy="every_save") must land before the final commit, not after it.
+    finish_current_push = getattr(trainer, "_finish_current_push", None)
+    if callable(finish_current_push):
+        finish_current_push()
+    repo_id = getattr(trainer, "hub_model_id", None) or args.hub_model_id or Path(args.output_dir).resolve().name
+    token = args.hub_token or get_token()
+    if "/" not in repo_id and token:
+        try:
+            repo_id = f"{HfApi(token=token).whoami()['name']}/{repo_id}"
+        except (HfHubHTTPError, _http.HTTPError, OfflineModeIsEnabled) as error:
+            raise _hub_error(error, repo_id) from None
+    return push_model_folder(
+        args.output_dir,
+        repo_id,
+        private=bool(args.hub_private_repo),
+        revision=args.hub_revision,
+        commit_message=commit_message,
+        token=token,
+    )
