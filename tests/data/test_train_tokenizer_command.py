@@ -77,6 +77,8 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
     (tmp_path / "empty.txt").write_text("", encoding="utf-8")
     (tmp_path / "blank.txt").write_text("\n \n\n", encoding="utf-8")
     (tmp_path / "latin1.txt").write_bytes("r\xe9sum\xe9\n".encode("latin-1"))
+    # Past the cheap 64 kB check: found while the trainer streams the file.
+    (tmp_path / "late_latin1.txt").write_bytes(b"fine text\n" * 10_000 + "na\xefve\n".encode("latin-1"))
     good = tmp_path / "good.txt"
     good.write_text("some text\n", encoding="utf-8")
     occupied = tmp_path / "occupied"
@@ -87,6 +89,7 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
         "empty": (["--train_file", str(tmp_path / "empty.txt")], "is empty"),
         "blank": (["--train_file", str(tmp_path / "blank.txt")], "holds no text"),
         "not utf-8": (["--train_file", str(tmp_path / "latin1.txt")], "not UTF-8"),
+        "not utf-8 late": (["--train_file", str(tmp_path / "late_latin1.txt"), "--vocab_size", "300"], "not UTF-8"),
         "vocab too small": (["--train_file", str(good), "--vocab_size", "100"], "too small"),
         "occupied output": (["--train_file", str(good), "--output_dir", str(occupied)], "already holds files"),
         "hub offline": (["--dataset_name", "Salesforce/wikitext", "--dataset_config_name", "x"], "unreachable"),

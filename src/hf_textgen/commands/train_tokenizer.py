@@ -16,6 +16,7 @@ import yaml
 from transformers import HfArgumentParser
 
 from hf_textgen.data import DataArguments, load_raw_datasets, minimum_vocab_size, train_tokenizer
+from hf_textgen.data.loading import encoding_user_error
 from hf_textgen.data.tokenizer_training import TOKENIZER_TYPES, EmptyCorpusError
 from hf_textgen.errors import UserError, atomic_output_dir
 
@@ -79,15 +80,6 @@ def _batches(dataset, limit_chars: int | None = None) -> Iterator[list[str]]:
             return
 
 
-def _reading_errors_as_user_errors(error: Exception) -> UserError | None:
-    cause = error
-    while cause is not None and not isinstance(cause, UnicodeDecodeError):
-        cause = cause.__cause__ or cause.__context__
-    if isinstance(cause, UnicodeDecodeError):
-        return UserError(f"a training file is not UTF-8 text ({cause.reason} at byte {cause.start}); convert it")
-    return None
-
-
 def parse_tokenizer_arguments(argv: list[str] | None = None) -> TokenizerTrainingArguments:
     """Parse the flags, or one `.yaml` / `.json` file holding the same names; mistakes become UserErrors."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -147,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         except EmptyCorpusError:
             raise UserError("the training data holds no text; give a file with text in it") from None
         except Exception as error:
-            user_error = _reading_errors_as_user_errors(error)
+            # Streaming reads the files only now, so a bad byte deep in one surfaces here.
+            user_error = encoding_user_error(error)
             if user_error is None:
                 raise
             raise user_error from None

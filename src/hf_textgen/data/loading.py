@@ -114,6 +114,17 @@ def check_utf8(path: str) -> None:
         ) from None
 
 
+def encoding_user_error(error: BaseException) -> UserError | None:
+    """A UserError when `error` was caused by undecodable bytes in a data file (datasets wraps the original)."""
+    cause = error
+    while cause is not None and not isinstance(cause, UnicodeDecodeError):
+        cause = cause.__cause__ or cause.__context__
+    if cause is None:
+        return None
+    # The offset would be into datasets' read chunk, not the file, so only the reason is shown.
+    return UserError(f"a data file is not UTF-8 text ({cause.reason}); convert it to UTF-8, e.g. with iconv")
+
+
 def _builder_kwargs(builder: str, data_args: DataArguments) -> dict:
     if builder != "text":
         return {}
@@ -130,13 +141,8 @@ def _load(path: str, *, split: str | None = None, cache_dir: str | None, streami
     except UserError:
         raise
     except Exception as error:
-        cause = error
-        while cause is not None and not isinstance(cause, UnicodeDecodeError):
-            cause = cause.__cause__ or cause.__context__
-        if isinstance(cause, UnicodeDecodeError):
-            raise UserError(
-                f"a data file is not UTF-8 text ({cause.reason} at byte {cause.start}); convert it to UTF-8"
-            ) from None
+        if (user_error := encoding_user_error(error)) is not None:
+            raise user_error from None
         if "corresponds to no data" in str(error):  # datasets' words for a split that produced no rows
             raise UserError(f"the data in {path} holds no text; give files with text in them") from None
         raise
@@ -212,11 +218,11 @@ def _load_hub(data_args: DataArguments, cache_dir: str | None) -> DatasetDict | 
     except Exception as error:
         offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
         reason = "the Hugging Face Hub is unreachable (offline)" if offline else f"{type(error).__name__}: {error}"
-        raise UserError(
-            f"could not load dataset {data_args.dataset_name!r}"
-            + (f" ({data_args.dataset_config_name})" if data_args.dataset_config_name else "")
-            + f": {reason}; pass local data with --train_file instead".replace("\n", " ")
-        ) from None
+        name = data_args.dataset_name
+        if data_args.dataset_config_name:
+            name += f" ({data_args.dataset_config_name})"
+        message = f"could not load dataset {name}: {reason}; pass local data with --train_file instead"
+        raise UserError(" ".join(message.split())) from None  # one line, however long datasets' message is
 
 
 def _column_names(dataset: Dataset | IterableDataset) -> list[str]:
