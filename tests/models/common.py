@@ -302,6 +302,22 @@ class CausalLMModelTestMixin:
         generated = self.generate(model, input_ids, max_new_tokens=8)
         assert torch.equal(generated, self.recompute_greedy(model, input_ids, 8))
 
+    def test_generate_from_inputs_embeds_equals_from_ids(self):
+        model = self.make_model()
+        input_ids = self.random_ids(model.config, 2, 5)
+        from_ids = self.generate(model, input_ids, max_new_tokens=5)
+        with torch.no_grad():
+            inputs_embeds = model.get_input_embeddings()(input_ids)
+        from_embeds = model.generate(
+            inputs_embeds=inputs_embeds,
+            attention_mask=torch.ones_like(input_ids),
+            max_new_tokens=5,
+            do_sample=False,
+            eos_token_id=None,
+            pad_token_id=self.pad_id(model.config),
+        )
+        assert torch.equal(from_embeds, from_ids[:, 5:])  # only the new tokens come back
+
     def test_greedy_without_cache_equals_with_cache(self):
         model = self.make_model()
         input_ids = self.random_ids(model.config, 2, 5)

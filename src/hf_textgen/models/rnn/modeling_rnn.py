@@ -85,11 +85,11 @@ class RNNPreTrainedModel(PreTrainedModel):
             bound = module.hidden_size**-0.5
             for name, param in module.named_parameters():
                 init.uniform_(param, -bound, bound)
-                if isinstance(module, nn.LSTM) and name.startswith("bias_ih"):
-                    # Forget-gate bias 1 (Jozefowicz et al. 2015): remember by default early in training.
-                    hidden = module.hidden_size
-                    with torch.no_grad():
-                        param[hidden : 2 * hidden].fill_(1.0)
+                # Forget-gate bias 1 (Jozefowicz et al. 2015): remember by default early in training. The slice loses
+                # the "already loaded" flag that `init` checks, so check it on the parameter itself.
+                is_loaded = getattr(param, "_is_hf_initialized", False)
+                if isinstance(module, nn.LSTM) and name.startswith("bias_ih") and not is_loaded:
+                    init.constant_(param[module.hidden_size : 2 * module.hidden_size], 1.0)
         elif isinstance(module, nn.Embedding):
             init.normal_(module.weight, mean=0.0, std=std)
         elif isinstance(module, nn.Linear):
@@ -243,6 +243,7 @@ class RNNForCausalLM(RNNPreTrainedModel, GenerationMixin):
         self,
         input_ids: torch.LongTensor,
         attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         cache: Cache | None = None,
         is_first_iteration: bool | None = False,
@@ -251,6 +252,7 @@ class RNNForCausalLM(RNNPreTrainedModel, GenerationMixin):
         model_inputs = super().prepare_inputs_for_generation(
             input_ids,
             attention_mask=attention_mask,
+            inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             cache=cache,
             is_first_iteration=is_first_iteration,
