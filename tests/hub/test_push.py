@@ -149,6 +149,7 @@ def test_push_uploads_everything_in_one_commit(hub, pushed, family):
     process = pushed["families"][family]["push"]
     assert process.returncode == 0, process.stderr
     assert f"alice/tiny-{family}" in process.stdout
+    assert ("AutoModelForSeq2SeqLM" if family == "seq2seq" else "AutoModelForCausalLM") in process.stdout
     repo_id = f"alice/tiny-{family}"
     files = hub.server.files(repo_id)
     config = json.loads(files["config.json"])

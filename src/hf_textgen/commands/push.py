@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     card = "rendered" if result.card_rendered else "kept as is"
     print(f"pushed {len(result.files)} files to {result.repo_url} (commit {result.commit.oid}, model card {card})")
     print(
-        f'load it with AutoModelForCausalLM.from_pretrained("{args.repo_id}", trust_remote_code=True, '
+        f'load it with {result.auto_class}.from_pretrained("{args.repo_id}", trust_remote_code=True, '
         f'revision="{result.commit.oid}")'
     )
     return 0

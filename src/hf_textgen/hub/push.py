@@ -35,6 +35,11 @@ EXCLUDED_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.pkl", "*.pyc", ".*", "_*", "ch
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
 
+_AUTO_CLASSES = (
+    ("ForSequenceClassification", "AutoModelForSequenceClassification"),
+    ("ForConditionalGeneration", "AutoModelForSeq2SeqLM"),
+)
+
 
 @dataclass
 class PushResult:
@@ -44,6 +49,7 @@ class PushResult:
     commit: CommitInfo
     files: list[str]
     card_rendered: bool
+    auto_class: str  # the Auto class that loads it, for the user's next step
 
 
 def _excluded(relative: Path) -> bool:
@@ -177,7 +183,7 @@ def push_model_folder(
     """
     folder = Path(model_path)
     check_repo_id(repo_id)
-    check_model_folder(folder)
+    config = check_model_folder(folder)
     token = token or get_token()
     if not token:
         raise UserError("no Hugging Face token: set HF_TOKEN or run `hf auth login` with a write token")
@@ -219,7 +225,11 @@ def push_model_folder(
         raise UserError("HF_HUB_OFFLINE is set, so nothing can be pushed; unset it and run push again") from None
     except (HfHubHTTPError, _http.HTTPError) as error:
         raise _hub_error(error, repo_id) from None
-    return PushResult(repo_url=str(repo_url), commit=commit, files=sorted(contents), card_rendered=card_rendered)
+    architecture = (config.get("architectures") or [""])[0]
+    auto_class = next(
+        (auto for suffix, auto in _AUTO_CLASSES if architecture.endswith(suffix)), "AutoModelForCausalLM"
+    )
+    return PushResult(str(repo_url), commit, sorted(contents), card_rendered, auto_class)
 
 
 def push_training_output(trainer, commit_message: str = "End of training") -> PushResult:
