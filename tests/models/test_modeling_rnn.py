@@ -194,6 +194,27 @@ def test_masked_positions_anywhere_never_move_the_state(cell_type):
 
 
 @pytest.mark.parametrize("cell_type", CELL_TYPES)
+def test_hand_written_decode_loop_with_a_growing_mask_matches_generate(cell_type):
+    """The usual transformers loop passes a mask covering past + new tokens; only the new columns are used."""
+    torch.manual_seed(0)
+    model = RNNForCausalLM(tiny_rnn_config(cell_type=cell_type)).eval()
+    input_ids = torch.randint(3, 99, (2, 6))
+    input_ids[0, :2] = 0
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[0, :2] = 0
+    expected = model.generate(input_ids, attention_mask=attention_mask, max_new_tokens=5, eos_token_id=None)
+    with torch.no_grad():
+        outputs = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=True)
+        sequences = input_ids
+        for _ in range(5):
+            next_token = outputs.logits[:, -1].argmax(dim=-1, keepdim=True)  # (B, 1)
+            sequences = torch.cat([sequences, next_token], dim=1)
+            attention_mask = torch.cat([attention_mask, torch.ones_like(next_token)], dim=1)
+            outputs = model(input_ids=next_token, attention_mask=attention_mask, cache=outputs.cache, use_cache=True)
+    assert torch.equal(sequences, expected)
+
+
+@pytest.mark.parametrize("cell_type", CELL_TYPES)
 def test_row_with_holes_equals_row_without_them(cell_type):
     torch.manual_seed(0)
     model = RNNForCausalLM(tiny_rnn_config(cell_type=cell_type)).eval()

@@ -161,6 +161,7 @@ class RNNModel(RNNPreTrainedModel):
         Args:
             input_ids: `(batch, seq_len)` token ids (or give `inputs_embeds`).
             attention_mask: `(batch, seq_len)`, 1 for real tokens and 0 for padding; padding never moves the state.
+                A mask that also covers the cached past (`(batch, past + seq_len)`) is accepted.
             inputs_embeds: `(batch, seq_len, embedding_size)` instead of `input_ids`.
             cache: the state left by a previous call; the new tokens continue from it. Updated in place.
             use_cache: return the (possibly new) cache; defaults to `config.use_cache` outside training.
@@ -185,6 +186,9 @@ class RNNModel(RNNPreTrainedModel):
 
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)  # (B, T, E)
+        # transformers' convention lets the mask cover the cached past too; only the new positions matter here.
+        if attention_mask is not None:
+            attention_mask = attention_mask[:, -inputs_embeds.shape[1] :]  # (B, T)
         # Fully-real batches (decode steps, packed pretraining blocks) take the plain fused call.
         plan = None
         if attention_mask is not None and not bool(attention_mask.all()):
