@@ -214,6 +214,34 @@ def test_hand_written_decode_loop_with_a_growing_mask_matches_generate(cell_type
     assert torch.equal(sequences, expected)
 
 
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("cell_type", CELL_TYPES)
+def test_random_padded_batches_match_rows_alone(cell_type, bidirectional):
+    """Random batch sizes, lengths (down to one token) and padding sides: every real position matches the row alone."""
+    torch.manual_seed(0)
+    model = RNNModel(tiny_rnn_config(cell_type=cell_type, bidirectional=bidirectional)).eval()
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(4):
+        batch_size = int(torch.randint(1, 5, (1,), generator=generator))
+        lengths = torch.randint(1, 10, (batch_size,), generator=generator).tolist()
+        left = bool(torch.randint(0, 2, (1,), generator=generator))
+        longest = max(lengths)
+        input_ids = torch.zeros(batch_size, longest, dtype=torch.long)
+        attention_mask = torch.zeros_like(input_ids)
+        rows = []
+        for index, length in enumerate(lengths):
+            row = torch.randint(3, 99, (length,), generator=generator)
+            span = slice(longest - length, longest) if left else slice(0, length)
+            input_ids[index, span], attention_mask[index, span] = row, 1
+            rows.append((row, span))
+        with torch.no_grad():
+            batched = model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            for index, (row, span) in enumerate(rows):
+                alone = model(input_ids=row.unsqueeze(0)).last_hidden_state[0]
+                torch.testing.assert_close(batched[index, span], alone, atol=1e-5, rtol=1e-4)
+                assert not batched[index, attention_mask[index] == 0].any()  # padding outputs are zero
+
+
 @pytest.mark.parametrize("cell_type", CELL_TYPES)
 def test_row_with_holes_equals_row_without_them(cell_type):
     torch.manual_seed(0)
