@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import pytest
 import torch
@@ -111,6 +112,9 @@ def pushed(hub, tiny_tokenizer_path, tmp_path_factory):
         folder, logits = _model_folder(root, family, tiny_tokenizer_path)
         results[family] = {"folder": folder, "logits": logits}
     first = str(results[AVAILABLE[0]]["folder"])
+    bad_card = root / "bad-card"
+    shutil.copytree(first, bad_card)
+    (bad_card / "README.md").write_text("---\nlicense: [1, 2]\n---\n# A hand-written card\n")
     calls = [
         ["push", "--model_path", str(results[family]["folder"]), "--repo_id", f"alice/tiny-{family}"]
         for family in AVAILABLE
@@ -120,6 +124,7 @@ def pushed(hub, tiny_tokenizer_path, tmp_path_factory):
          "--commit_message", "first cut"],
         ["push", "--model_path", first, "--repo_id", "alice/wrong-token", "--token", WRONG_TOKEN],
         ["push", "--model_path", first, "--repo_id", "bob/not-yours"],
+        ["push", "--model_path", str(bad_card), "--repo_id", "alice/bad-card"],
     ]  # fmt: skip
     processes = hub.cli_many(*calls)
     for family, process in zip(AVAILABLE, processes):
@@ -131,7 +136,7 @@ def pushed(hub, tiny_tokenizer_path, tmp_path_factory):
     for line in load.stdout.splitlines():
         if line.startswith("SUMMARY "):
             summary = json.loads(line[len("SUMMARY ") :])
-    private, wrong_token, not_yours = processes[len(AVAILABLE) :]
+    private, wrong_token, not_yours, bad_card_push = processes[len(AVAILABLE) :]
     return {
         "families": results,
         "load": load,
@@ -140,6 +145,7 @@ def pushed(hub, tiny_tokenizer_path, tmp_path_factory):
         "private": private,
         "wrong_token": wrong_token,
         "not_yours": not_yours,
+        "bad_card": bad_card_push,
     }
 
 
@@ -316,12 +322,13 @@ def test_hub_refusals_push_nothing(hub, pushed):
     for process, message in (
         (pushed["wrong_token"], "rejected the token"),
         (pushed["not_yours"], "may not write to bob/not-yours"),
+        (pushed["bad_card"], 'the Hub rejected the model card metadata: "license" must be a string'),
     ):
         lines = process.stderr.strip().splitlines()
         assert process.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), process.stderr
         assert message in lines[0]
         assert TOKEN not in process.stderr + process.stdout and WRONG_TOKEN not in process.stderr + process.stdout
-    assert not {"alice/wrong-token", "bob/not-yours"} & set(hub.server.state.repos)
+    assert not {"alice/wrong-token", "bob/not-yours", "alice/bad-card"} & set(hub.server.state.repos)
 
 
 @pytest.mark.slow

@@ -156,6 +156,36 @@ def _hub_error(error: Exception, repo_id: str) -> UserError:
     return UserError(f"push to {repo_id} failed: {error}")
 
 
+def _validation_messages(answer: str) -> str:
+    try:
+        errors = json.loads(answer).get("errors") or []
+    except (ValueError, AttributeError):
+        return " ".join(answer.split())
+    return "; ".join(str(error.get("message", error)) for error in errors) or answer
+
+
+def _check_token_and_card(api: HfApi, card: str | None) -> None:
+    """Ask the Hub whether the token is valid and the card's metadata acceptable, before creating anything.
+
+    Only a definite "no" stops the push: a Hub-compatible server without these two routes (404) is not a reason to
+    refuse, since `create_repo` and `create_commit` check the same things again.
+    """
+    try:
+        api.whoami()
+    except HfHubHTTPError as error:
+        if error.response is None or error.response.status_code != 404:
+            raise
+    if card is None:
+        return
+    try:
+        ModelCard(card).validate()
+    except ValueError as error:  # what `validate` raises for the Hub's 400 answer: plain text or JSON errors
+        raise UserError(f"the Hub rejected the model card metadata: {_validation_messages(str(error))}") from None
+    except HfHubHTTPError as error:
+        if error.response is None or error.response.status_code != 404:
+            raise
+
+
 def push_model_folder(
     model_path: str | os.PathLike,
     repo_id: str,
@@ -205,12 +235,7 @@ def push_model_folder(
 
     api = HfApi(token=token)
     try:
-        api.whoami()
-        if card is not None:
-            try:
-                ModelCard(card).validate()  # the Hub's own metadata check, before the repository is created
-            except ValueError as error:
-                raise UserError(f"the Hub rejected the model card metadata: {error}") from None
+        _check_token_and_card(api, card)
         repo_url = api.create_repo(repo_id, private=private, exist_ok=True)
         if revision and revision != constants.DEFAULT_REVISION:
             api.create_branch(repo_id, branch=revision, exist_ok=True)
