@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "finetune": ("hf_textgen.commands.finetune", "fine-tuning: causal_lm, prompt_completion, classification, seq2seq"),
     "evaluate": ("hf_textgen.commands.evaluate", "perplexity per token and per word, printed and saved as JSON"),
     "generate": ("hf_textgen.commands.generate", "text from a prompt, streamed to the terminal"),
+    "demo": ("hf_textgen.commands.demo", "the main job: tokenizer, pretraining, evaluation, sample, in minutes"),
     "bench": ("hf_textgen.commands.bench", "side-by-side benchmarks vs transformers' Llama, JSON and PNG"),
     "push": ("hf_textgen.commands.push", "upload model, tokenizer, code, metrics and model card to the Hub"),
 }

@@ -141,7 +141,8 @@ def sliding_window_nll(
 def _join_documents(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> list[int]:
     # Each document is followed by EOS, exactly as the training data pipeline (`tokenize_datasets`) packs them, so
     # the model is scored on the same kind of token stream it was trained on.
-    token_lists = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    # verbose=False: documents longer than the model's context are expected here (the windows cut them).
+    token_lists = tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
     eos = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
     return [token for tokens in token_lists for token in tokens + eos]
 
