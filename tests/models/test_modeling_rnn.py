@@ -162,6 +162,25 @@ def test_cache_holds_one_fixed_size_state_per_layer(cell_type):
 
 
 @pytest.mark.parametrize("cell_type", CELL_TYPES)
+def test_token_by_token_decoding_equals_the_sequence_kernel(cell_type):
+    """Decode steps use torch's single-step cell kernel; it must agree with the fused sequence kernel."""
+    torch.manual_seed(0)
+    model = RNNModel(tiny_rnn_config(cell_type=cell_type, num_hidden_layers=3)).eval()
+    input_ids = torch.randint(3, 99, (2, 7))
+    with torch.no_grad():
+        full = model(input_ids=input_ids, use_cache=True)
+        cache, steps = None, []
+        for position in range(7):
+            step = model(input_ids=input_ids[:, position : position + 1], cache=cache, use_cache=True)
+            cache = step.cache
+            steps.append(step.last_hidden_state)
+    torch.testing.assert_close(torch.cat(steps, dim=1), full.last_hidden_state, atol=1e-6, rtol=1e-5)
+    for stepped, whole in zip(cache.layers, full.cache.layers):
+        for index, state in stepped.recurrent_states.items():
+            torch.testing.assert_close(state, whole.recurrent_states[index], atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("cell_type", CELL_TYPES)
 def test_beam_reorder_moves_states_with_their_rows(cell_type):
     torch.manual_seed(0)
     model = RNNForCausalLM(tiny_rnn_config(cell_type=cell_type)).eval()

@@ -68,6 +68,24 @@ class _PaddingPlan:
         return outputs, final_state
 
 
+def _single_step(
+    rnn: nn.RNNBase, inputs: torch.Tensor, state: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None
+) -> tuple[torch.Tensor, torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
+    """One time step (a decode step) with torch's fused cell kernel: the same maths as the sequence kernel without
+    its per-call setup, which costs more than the step itself at generation sizes."""
+    step_input = inputs[:, 0]  # (B, D_in)
+    weights = (rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0)
+    if state is None:
+        zeros = step_input.new_zeros(1, step_input.shape[0], rnn.hidden_size)  # (1, B, H)
+        state = (zeros, zeros) if isinstance(rnn, nn.LSTM) else zeros
+    if isinstance(rnn, nn.LSTM):
+        hidden, cell = torch.lstm_cell(step_input, (state[0][0], state[1][0]), *weights)  # (B, H) each
+        return hidden.unsqueeze(1), (hidden.unsqueeze(0), cell.unsqueeze(0))
+    cell_function = torch.gru_cell if isinstance(rnn, nn.GRU) else torch.rnn_tanh_cell
+    hidden = cell_function(step_input, state[0], *weights)  # (B, H)
+    return hidden.unsqueeze(1), hidden.unsqueeze(0)
+
+
 class RNNPreTrainedModel(PreTrainedModel):
     """Weight initialisation and the flags transformers reads (stateful: no assisted decoding, no cache cropping)."""
 
@@ -200,7 +218,9 @@ class RNNModel(RNNPreTrainedModel):
             if layer_idx > 0:
                 hidden_states = self.dropout(hidden_states)
             state = self._read_state(cache, layer_idx)
-            if plan is None:
+            if plan is None and hidden_states.shape[1] == 1 and not self.config.bidirectional:
+                hidden_states, state = _single_step(rnn, hidden_states, state)  # (B, 1, H)
+            elif plan is None:
                 hidden_states, state = rnn(hidden_states, state)  # (B, T, H * directions)
             else:
                 hidden_states, state = plan.run(rnn, hidden_states, state)  # (B, T, H * directions)
