@@ -85,6 +85,16 @@ def test_packaged_template_is_the_repository_template():
     )
 
 
+def test_template_is_package_data():
+    import fnmatch
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["hf_textgen"]
+    relative = model_card.TEMPLATE_PATH.relative_to(REPO_ROOT / "src" / "hf_textgen").as_posix()
+    assert any(fnmatch.fnmatch(relative, pattern) for pattern in patterns), (relative, patterns)
+
+
 def test_count_parameters_reads_safetensors_headers(tmp_path):
     folder = _model_folder(tmp_path, "rnn")
     assert count_parameters(folder) == 512 * 32 + 7
