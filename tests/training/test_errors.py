@@ -100,3 +100,18 @@ def test_structured_task_needs_data(tmp_path, base_argv, capsys):
     start = argv.index("--train_file")
     del argv[start : start + 4]
     _assert_clean_failure(argv, tmp_path / "out", capsys, "--train_file")
+
+
+def test_report_to_tensorboard_needs_tensorboard(tmp_path, base_argv, capsys):
+    from transformers.integrations import is_tensorboard_available
+
+    if is_tensorboard_available():
+        pytest.skip("TensorBoard is installed here: --report_to tensorboard is valid")
+    argv = ["pretrain", *base_argv, "--model_type", "rnn", "--report_to", "tensorboard"]
+    _assert_clean_failure(argv, tmp_path / "out", capsys, "tensorboard")
+
+
+def test_streaming_needs_max_steps(tmp_path, base_argv, capsys):
+    argv = ["pretrain", *base_argv, "--model_type", "rnn", "--streaming"]
+    argv[argv.index("--max_steps") + 1] = "-1"
+    _assert_clean_failure(argv, tmp_path / "out", capsys, "--max_steps")

@@ -125,6 +125,21 @@ def prepare_output_dir(training_args, resume_from: str | None) -> None:
         shutil.rmtree(output_dir)
 
 
+def check_training_args(training_args, streaming: bool = False) -> None:
+    """Catch what the Trainer would only refuse with a traceback once the output folder exists."""
+    from transformers.integrations import get_reporting_integration_callbacks, is_tensorboard_available
+
+    try:
+        get_reporting_integration_callbacks(training_args.report_to)
+    except ValueError as error:
+        raise UserError(f"--report_to: {error}") from None
+    report_to = training_args.report_to if isinstance(training_args.report_to, list) else [training_args.report_to]
+    if "tensorboard" in report_to and not is_tensorboard_available():
+        raise UserError('--report_to tensorboard needs TensorBoard: pip install "hf_textgen[tensorboard]"')
+    if streaming and training_args.do_train and training_args.max_steps <= 0:
+        raise UserError("--streaming data has no known length: pass --max_steps to say how long to train")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Model type and config
 # ---------------------------------------------------------------------------------------------------------------

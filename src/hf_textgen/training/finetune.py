@@ -38,6 +38,7 @@ from hf_textgen.training.arguments import FinetuneArguments, ModelArguments, Tra
 from hf_textgen.training.common import (
     build_config,
     check_tokenizer_fits,
+    check_training_args,
     load_tokenizer,
     max_positions,
     prepare_output_dir,
@@ -224,6 +225,7 @@ def run_finetune(
     setup_logging(training_args)
     if not model_args.model_name_or_path and not model_args.model_type and not model_args.config_name:
         raise UserError("say which model to fine-tune: --model_name_or_path (or --model_type to start from scratch)")
+    check_training_args(training_args)
     resume_from = resolve_resume_checkpoint(training_args) if training_args.do_train else None
     set_seed(training_args.seed)
 

@@ -25,6 +25,7 @@ from hf_textgen.training.arguments import ModelArguments, TrainingArguments
 from hf_textgen.training.common import (
     build_config,
     check_tokenizer_fits,
+    check_training_args,
     load_tokenizer,
     max_positions,
     prepare_output_dir,
@@ -115,6 +116,7 @@ def run_pretrain(
         The train and eval metrics together (`train_loss`, `eval_loss`, `perplexity`, ...).
     """
     setup_logging(training_args)
+    check_training_args(training_args, streaming=data_args.streaming)
     resume_from = resolve_resume_checkpoint(training_args) if training_args.do_train else None
     set_seed(training_args.seed)
 
