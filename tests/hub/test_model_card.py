@@ -148,10 +148,18 @@ def test_model_index_carries_perplexity(tmp_path):
 
 def test_explicit_perplexity_wins_over_loss(tmp_path):
     folder = _model_folder(tmp_path, "rnn", eval_loss=None)
-    (folder / "eval_results.json").write_text(json.dumps({"perplexity": 12.5, "perplexity_per_word": 30.25}))
+    # What `hf-textgen evaluate` writes: metrics plus counts and settings that are not metrics.
+    results = {"eval_loss": 2.5, "perplexity": 12.5, "word_perplexity": 30.25, "num_tokens": 900, "num_words": 200}
+    (folder / "eval_results.json").write_text(json.dumps({**results, "block_size": 64, "stride": 32}))
     card = render_model_card(folder)
-    values = sorted(result.metric_value for result in card.data.eval_results)
-    assert values == [12.5, 30.25]
+    reported = sorted(
+        (result.metric_type, result.metric_name, result.metric_value) for result in card.data.eval_results
+    )
+    assert reported == [
+        ("loss", "Loss", 2.5),
+        ("perplexity", "Perplexity", 12.5),
+        ("perplexity", "Word perplexity", 30.25),
+    ]
     assert "exp(eval_loss)" not in card.content
 
 

@@ -47,7 +47,9 @@ _TASK_TO_PIPELINE_TAG = {
 
 _RESULT_FILES = ("all_results.json", "eval_results.json", "test_results.json")
 # Trainer bookkeeping that is not a quality metric.
-_NOT_METRICS = ("runtime", "samples", "steps_per_second", "epoch", "total_flos", "num_tokens", "mem_")
+_NOT_METRICS = ("runtime", "samples", "steps_per_second", "epoch", "total_flos", "mem_")
+# Counts and settings that `hf-textgen evaluate` reports beside its metrics.
+_NOT_METRIC_NAMES = ("block_size", "stride")
 
 _CONFIG_FIELDS = (
     ("vocab_size", "Vocabulary size"),
@@ -158,6 +160,8 @@ def _collect_metrics(model_dir: Path) -> dict[tuple[str, str], float]:
             name, split = _metric_name(key)
             if split == "train" or any(part in name for part in _NOT_METRICS):
                 continue
+            if name.startswith("num_") or name in _NOT_METRIC_NAMES:
+                continue
             metrics[(name, split)] = float(value)
     return metrics
 
@@ -168,7 +172,7 @@ def _eval_results(
     results = []
     for (name, split), value in sorted(metrics.items()):
         # Metric ids on the Hub: perplexity variants share the `perplexity` type and differ by their pretty name.
-        metric_type = "perplexity" if name.startswith("perplexity") else name
+        metric_type = "perplexity" if "perplexity" in name else name
         results.append(
             EvalResult(
                 task_type=pipeline_tag,
