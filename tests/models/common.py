@@ -68,8 +68,9 @@ _REMOTE_CODE_SCRIPT = textwrap.dedent(
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
+    torch.set_num_threads(int(sys.argv[1]))  # as in the parent, so the float reductions run in the same order
     reports = []
-    for folder, expected_file in zip(sys.argv[1::2], sys.argv[2::2]):
+    for folder, expected_file in zip(sys.argv[2::2], sys.argv[3::2]):
         tensors = load_file(expected_file)
         model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
         with torch.no_grad():
@@ -101,7 +102,11 @@ def check_remote_code_loading(models_and_inputs: list[tuple], folder) -> None:
     script.write_text(_REMOTE_CODE_SCRIPT)
     # -I: no PYTHONPATH, no user site, no script folder on sys.path; the script also hides hf_textgen itself.
     result = subprocess.run(
-        [sys.executable, "-I", str(script), *arguments], capture_output=True, text=True, cwd=folder, timeout=300
+        [sys.executable, "-I", str(script), str(torch.get_num_threads()), *arguments],
+        capture_output=True,
+        text=True,
+        cwd=folder,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     reports = json.loads(result.stdout.strip().splitlines()[-1])
