@@ -7,7 +7,14 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from hf_textgen import RNNConfig, RNNForCausalLM, TransformerConfig, TransformerForCausalLM
+from hf_textgen import (
+    RNNConfig,
+    RNNForCausalLM,
+    Seq2SeqTransformerConfig,
+    Seq2SeqTransformerForConditionalGeneration,
+    TransformerConfig,
+    TransformerForCausalLM,
+)
 from hf_textgen.cli import main as cli_main
 
 # One paragraph (one document) of a few hundred characters: short enough for one window of the tiny Transformer.
@@ -169,3 +176,58 @@ def test_yaml_arguments_file(transformer_dir, paragraph_file, tmp_path):
     )
     assert cli_main(["evaluate", str(config)]) == 0
     assert json.loads((tmp_path / "out" / "eval_results.json").read_text())["block_size"] == 32
+
+
+PAIRS = [
+    {"source": "Good morrow, cousin.", "target": "Bonjour, cousin."},
+    {"source": "What is your name?", "target": "Comment vous appelez-vous ?"},
+    {"source": "Thou art a villain.", "target": "Tu es un scélérat."},
+]
+
+
+@pytest.fixture(scope="module")
+def seq2seq_dir(tiny_tokenizer, tiny_tokenizer_path, tmp_path_factory):
+    torch.manual_seed(0)
+    config = Seq2SeqTransformerConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        encoder_layers=1,
+        decoder_layers=1,
+        num_attention_heads=4,
+        max_position_embeddings=64,
+        decoder_start_token_id=tiny_tokenizer.bos_token_id,
+        **_special_ids(tiny_tokenizer),
+    )
+    model = Seq2SeqTransformerForConditionalGeneration(config)
+    return _save(model, tiny_tokenizer_path, tmp_path_factory.mktemp("seq2seq"))
+
+
+def test_seq2seq_scores_targets_teacher_forced(seq2seq_dir, tiny_tokenizer, tmp_path):
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(pair) + "\n" for pair in PAIRS), encoding="utf-8")
+    argv = ["--model_name_or_path", seq2seq_dir, "--validation_file", str(data), "--per_device_eval_batch_size", "2"]
+    results = _evaluate(argv, tmp_path / "out")
+
+    # Independent: one pair at a time (no padding), the model's own mean loss over target + EOS.
+    model = Seq2SeqTransformerForConditionalGeneration.from_pretrained(seq2seq_dir).eval()
+    total_nll, total_tokens = 0.0, 0
+    with torch.no_grad():
+        for pair in PAIRS:
+            source = tiny_tokenizer(pair["source"], return_tensors="pt")
+            labels = tiny_tokenizer(pair["target"], add_special_tokens=False)["input_ids"] + [
+                tiny_tokenizer.eos_token_id
+            ]
+            loss = model(**source, labels=torch.tensor([labels])).loss.item()
+            total_nll += loss * len(labels)
+            total_tokens += len(labels)
+    assert results["num_tokens"] == total_tokens
+    assert results["eval_loss"] == pytest.approx(total_nll / total_tokens, rel=1e-4)
+    num_words = sum(len(pair["target"].split()) for pair in PAIRS)
+    assert results["word_perplexity"] == pytest.approx(math.exp(total_nll / num_words), rel=1e-4)
+
+
+def test_seq2seq_without_pairs_is_refused_clearly(seq2seq_dir, paragraph_file, capsys):
+    assert cli_main(["evaluate", "--model_name_or_path", seq2seq_dir]) == 2
+    assert "(source, target) pairs" in capsys.readouterr().err
+    assert cli_main(["evaluate", "--model_name_or_path", seq2seq_dir, "--validation_file", paragraph_file]) == 2
+    assert "--validation_file" in capsys.readouterr().err
