@@ -99,6 +99,32 @@ def tokenize_prompt_completion(
     return features
 
 
+def prepare_prompt_completion(
+    raw: DatasetDict, tokenizer: PreTrainedTokenizerBase, finetune_args: FinetuneArguments, max_length: int
+) -> DatasetDict:
+    """Tokenize every split for `prompt_completion` and drop rows left without a completion token."""
+    processed = raw.map(
+        tokenize_prompt_completion,
+        batched=True,
+        remove_columns=raw["train"].column_names,
+        fn_kwargs={
+            "tokenizer": tokenizer,
+            "prompt_column": finetune_args.prompt_column,
+            "completion_column": finetune_args.completion_column,
+            "max_length": max_length,
+        },
+        desc="Tokenizing prompts and completions",
+    )
+    before = len(processed["train"])
+    processed = processed.filter(_has_completion_tokens, desc="Dropping examples without completion tokens")
+    if len(processed["train"]) < before:
+        dropped = before - len(processed["train"])
+        logger.warning("%d training example(s) dropped: their prompt fills all %d tokens", dropped, max_length)
+    if len(processed["train"]) == 0:
+        raise UserError(f"no training example keeps a completion token within {max_length} tokens")
+    return processed
+
+
 def _has_completion_tokens(example: dict[str, Any]) -> bool:
     return any(label != IGNORE_INDEX for label in example["labels"])
 
@@ -146,6 +172,19 @@ def label_mapping(raw: DatasetDict, label_column: str) -> tuple[dict[int, str], 
         )
     id2label = {index: str(name) for index, name in enumerate(names)}
     return id2label, {name: index for index, name in id2label.items()}
+
+
+def prepare_classification(
+    raw: DatasetDict, tokenizer: PreTrainedTokenizerBase, label_column: str, label2id: dict[str, int], max_length: int
+) -> DatasetDict:
+    """Tokenize (truncating to `max_length`) and turn labels into class ids."""
+
+    def encode(examples):
+        features = tokenizer(examples["text"], truncation=True, max_length=max_length)
+        features["labels"] = [label2id[str(label)] for label in examples[label_column]]
+        return features
+
+    return raw.map(encode, batched=True, remove_columns=raw["train"].column_names, desc="Tokenizing")
 
 
 def classification_metrics(num_labels: int):
@@ -237,14 +276,16 @@ def run_finetune(
     if task == "prompt_completion":
         if tokenizer.eos_token_id is None:
             raise UserError("the tokenizer has no eos_token to end completions with; use one that has")
-        raw = _load_task_data(data_args, model_args, finetune_args.prompt_column, task)
+        with training_args.main_process_first(desc="loading the data"):
+            raw = _load_task_data(data_args, model_args, finetune_args.prompt_column, task)
         raw = DatasetDict({split: ds.rename_column("text", finetune_args.prompt_column) for split, ds in raw.items()})
         _require_column(raw, finetune_args.completion_column, "--completion_column")
         config, from_pretrained = _model_config(model_args, tokenizer, resume_from)
         check_causal_lm(config)
         auto_class = AutoModelForCausalLM
     else:  # classification
-        raw = _load_task_data(data_args, model_args, data_args.text_column_name or "text", task)
+        with training_args.main_process_first(desc="loading the data"):
+            raw = _load_task_data(data_args, model_args, data_args.text_column_name or "text", task)
         _require_column(raw, finetune_args.label_column_name, "--label_column_name")
         id2label, label2id = label_mapping(raw, finetune_args.label_column_name)
         config, from_pretrained = _model_config(
@@ -256,43 +297,16 @@ def run_finetune(
     check_tokenizer_fits(tokenizer, config)
     max_length = _max_length(finetune_args, data_args, config)
 
-    if task == "prompt_completion":
-        columns = raw["train"].column_names
-        processed = raw.map(
-            tokenize_prompt_completion,
-            batched=True,
-            remove_columns=columns,
-            fn_kwargs={
-                "tokenizer": tokenizer,
-                "prompt_column": finetune_args.prompt_column,
-                "completion_column": finetune_args.completion_column,
-                "max_length": max_length,
-            },
-            desc="Tokenizing prompts and completions",
-        )
-        before = len(processed["train"])
-        processed = processed.filter(_has_completion_tokens, desc="Dropping examples without completion tokens")
-        if len(processed["train"]) < before:
-            logger.warning(
-                "%d training example(s) dropped: their prompt fills all %d tokens",
-                before - len(processed["train"]),
-                max_length,
-            )
-        if len(processed["train"]) == 0:
-            raise UserError(f"no training example keeps a completion token within {max_length} tokens")
-        collator = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE_INDEX, padding=True)
-        compute_metrics = None
-    else:
-        label_column = finetune_args.label_column_name
-
-        def encode(examples):
-            features = tokenizer(examples["text"], truncation=True, max_length=max_length)
-            features["labels"] = [label2id[str(label)] for label in examples[label_column]]
-            return features
-
-        processed = raw.map(encode, batched=True, remove_columns=raw["train"].column_names, desc="Tokenizing")
-        collator = DataCollatorWithPadding(tokenizer)
-        compute_metrics = classification_metrics(len(id2label))
+    # The main process fills the datasets cache first; the others then read it instead of racing to write it.
+    with training_args.main_process_first(desc="tokenizing"):
+        if task == "prompt_completion":
+            processed = prepare_prompt_completion(raw, tokenizer, finetune_args, max_length)
+            collator = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE_INDEX, padding=True)
+            compute_metrics = None
+        else:
+            processed = prepare_classification(raw, tokenizer, finetune_args.label_column_name, label2id, max_length)
+            collator = DataCollatorWithPadding(tokenizer)
+            compute_metrics = classification_metrics(len(id2label))
 
     train_dataset = _limit(processed["train"], data_args.max_train_samples) if training_args.do_train else None
     eval_dataset = _limit(processed["validation"], data_args.max_eval_samples) if training_args.do_eval else None

@@ -85,6 +85,18 @@ def _training_texts(raw_datasets) -> Iterator[str]:
         yield from train[start : start + 1000]["text"]
 
 
+def _train_tokenizer_once(raw_datasets, model_args: ModelArguments):
+    """Train the tokenizer on the main process only and hand it to the others: every rank must share one vocabulary."""
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if not distributed or torch.distributed.get_world_size() == 1:
+        return train_tokenizer_on(_training_texts(raw_datasets), model_args)
+    payload = [None]
+    if torch.distributed.get_rank() == 0:
+        payload = [train_tokenizer_on(_training_texts(raw_datasets), model_args)]
+    torch.distributed.broadcast_object_list(payload, src=0)
+    return payload[0]
+
+
 def check_causal_lm(config: PretrainedConfig) -> None:
     """Refuse a config that has no causal-LM head (e.g. the encoder-decoder family)."""
     if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING:
@@ -120,7 +132,9 @@ def run_pretrain(
     resume_from = resolve_resume_checkpoint(training_args) if training_args.do_train else None
     set_seed(training_args.seed)
 
-    raw_datasets = load_raw_datasets(data_args, cache_dir=model_args.cache_dir)
+    # The main process fills the datasets cache first; the others then read it instead of racing to write it.
+    with training_args.main_process_first(desc="loading the raw data"):
+        raw_datasets = load_raw_datasets(data_args, cache_dir=model_args.cache_dir)
 
     # A resumed run reads the tokenizer and config it started with from its checkpoint, so nothing drifts.
     trained_tokenizer = False
@@ -128,7 +142,7 @@ def run_pretrain(
     if tokenizer_source:
         tokenizer = load_tokenizer(tokenizer_source, model_args)
     elif training_args.do_train:
-        tokenizer = train_tokenizer_on(_training_texts(raw_datasets), model_args)
+        tokenizer = _train_tokenizer_once(raw_datasets, model_args)
         trained_tokenizer = True
     else:
         raise UserError("evaluation alone needs a trained model: pass --model_name_or_path")
@@ -145,7 +159,8 @@ def run_pretrain(
     block_size = resolve_block_size(data_args.block_size, config)
     if trained_tokenizer:
         tokenizer.model_max_length = max_positions(config) or block_size
-    lm_datasets = tokenize_and_group(raw_datasets, tokenizer, block_size, data_args)
+    with training_args.main_process_first(desc="tokenizing and grouping"):
+        lm_datasets = tokenize_and_group(raw_datasets, tokenizer, block_size, data_args)
     train_dataset = lm_datasets["train"] if training_args.do_train else None
     eval_dataset = lm_datasets["validation"] if training_args.do_eval else None
     if eval_dataset is None and training_args.eval_strategy != "no":
