@@ -268,3 +268,21 @@ def test_bad_input_is_one_clear_line(transformer_dir, argv, message, capsys):
     assert captured.err.startswith("error: ") and message in captured.err
     assert len(captured.err.strip().splitlines()) == 1
     assert captured.out == ""
+
+
+def test_missing_or_mismatched_tokenizer_is_one_clear_line(tiny_tokenizer, tiny_tokenizer_path, tmp_path, capsys):
+    config = TransformerConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        max_position_embeddings=CONTEXT,
+        **{**_special_ids(tiny_tokenizer), "vocab_size": 300},
+    )
+    TransformerForCausalLM(config).save_pretrained(tmp_path)  # no tokenizer saved beside it
+    assert cli_main(["generate", "--model_name_or_path", str(tmp_path), "--prompt", "hi"]) == 2
+    assert "--tokenizer_name" in capsys.readouterr().err
+    argv = ["--model_name_or_path", str(tmp_path), "--tokenizer_name", tiny_tokenizer_path, "--prompt", "hi"]
+    assert cli_main(["generate", *argv]) == 2
+    err = capsys.readouterr().err
+    assert "512 tokens" in err and "only 300" in err
