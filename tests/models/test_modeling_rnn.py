@@ -73,7 +73,7 @@ def test_default_config_is_a_small_real_model():
     config = RNNConfig()
     assert config.model_type == "hf_textgen_rnn"
     assert (config.cell_type, config.hidden_size, config.num_hidden_layers) == ("lstm", 512, 2)
-    assert config.embedding_size == config.hidden_size
+    assert config.embedding_size is None and config.input_embedding_size == config.hidden_size
     assert config.tie_word_embeddings and not config.bidirectional
 
 
@@ -87,6 +87,7 @@ def test_default_config_is_a_small_real_model():
         ({"hidden_size": 1.5}, "hidden_size"),
         ({"dropout": 1.0}, "dropout"),
         ({"dropout": -0.1}, "dropout"),
+        ({"bidirectional": "yes"}, "bidirectional"),
         ({"embedding_size": 16, "tie_word_embeddings": True}, "tie_word_embeddings"),
     ],
 )
@@ -98,6 +99,21 @@ def test_config_errors_name_the_field(overrides, field):
 def test_bidirectional_causal_lm_is_refused():
     config = tiny_rnn_config(bidirectional=True)  # fine for classification, so the config itself accepts it
     with pytest.raises(ValueError, match="bidirectional"):
+        RNNForCausalLM(config)
+
+
+def test_embedding_size_follows_an_edited_hidden_size():
+    config = tiny_rnn_config()
+    config.hidden_size = 48  # what `config_overrides`-style edits do
+    model = RNNForCausalLM(config)
+    assert model.model.embed_tokens.weight.shape == (99, 48)
+    assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+
+
+def test_config_edited_after_construction_is_checked_when_building_a_model():
+    config = tiny_rnn_config()
+    config.cell_type = "transformer"
+    with pytest.raises(ValueError, match="cell_type"):
         RNNForCausalLM(config)
 
 

@@ -14,8 +14,9 @@ class RNNConfig(PreTrainedConfig):
     Args:
         vocab_size (`int`, defaults to 16384): Number of tokens in the vocabulary; must match the tokenizer.
         hidden_size (`int`, defaults to 512): Units in each recurrent layer (per direction).
-        embedding_size (`int`, *optional*): Width of the token embeddings; `None` means `hidden_size`. Must equal
-            `hidden_size` when `tie_word_embeddings` is set, because the output layer then reuses the embedding matrix.
+        embedding_size (`int`, *optional*): Width of the token embeddings; `None` (the default) means `hidden_size`.
+            Must equal `hidden_size` when `tie_word_embeddings` is set, because the output layer then reuses the
+            embedding matrix.
         num_hidden_layers (`int`, defaults to 2): Number of stacked recurrent layers.
         cell_type (`str`, defaults to `"lstm"`): `"lstm"`, `"gru"` or `"rnn"` (Elman RNN with tanh).
         dropout (`float`, defaults to 0.2): Dropout probability applied in three places: to the token embeddings,
@@ -56,10 +57,14 @@ class RNNConfig(PreTrainedConfig):
     eos_token_id: int | list[int] | None = None
 
     def __post_init__(self, **kwargs):
-        if self.embedding_size is None:
-            self.embedding_size = self.hidden_size
         super().__post_init__(**kwargs)
         self.validate()
+
+    @property
+    def input_embedding_size(self) -> int:
+        """The embedding width in use: `embedding_size`, or `hidden_size` when that is None (it then follows
+        `hidden_size` when a config override changes it)."""
+        return self.hidden_size if self.embedding_size is None else self.embedding_size
 
     def validate(self) -> None:
         """Raise `ValueError` naming the field when the configuration cannot describe a working model.
@@ -68,18 +73,22 @@ class RNNConfig(PreTrainedConfig):
         """
         for name in ("vocab_size", "hidden_size", "embedding_size", "num_hidden_layers"):
             value = getattr(self, name)
+            if name == "embedding_size" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"RNNConfig.{name} must be a positive integer, got {value!r}.")
         if self.cell_type not in CELL_TYPES:
             raise ValueError(f"RNNConfig.cell_type must be one of {', '.join(CELL_TYPES)}; got {self.cell_type!r}.")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, int | float) or not 0 <= self.dropout < 1:
             raise ValueError(f"RNNConfig.dropout must be a probability in [0, 1), got {self.dropout!r}.")
-        if self.tie_word_embeddings and self.embedding_size != self.hidden_size:
+        if self.tie_word_embeddings and self.input_embedding_size != self.hidden_size:
             raise ValueError(
                 f"RNNConfig.tie_word_embeddings=True needs embedding_size == hidden_size (the output layer reuses the "
                 f"embedding matrix), got embedding_size={self.embedding_size} and hidden_size={self.hidden_size}; "
                 "set tie_word_embeddings=False or make the sizes equal."
             )
+        if not isinstance(self.bidirectional, bool):
+            raise ValueError(f"RNNConfig.bidirectional must be True or False, got {self.bidirectional!r}.")
 
     @property
     def layer_types(self) -> list[str]:

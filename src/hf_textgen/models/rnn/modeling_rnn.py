@@ -123,15 +123,16 @@ class RNNModel(RNNPreTrainedModel):
     """
 
     def __init__(self, config: RNNConfig):
+        config.validate()  # fields may have been edited since the config was built
         super().__init__(config)
         rnn_class = _RNN_CLASSES[config.cell_type]
         num_directions = 2 if config.bidirectional else 1
-        self.embed_tokens = nn.Embedding(config.vocab_size, config.embedding_size)
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.input_embedding_size)
         self.dropout = nn.Dropout(config.dropout)
         # One module per layer (not `num_layers=`): each layer gets its own cache slot and dropout in between.
         self.layers = nn.ModuleList(
             rnn_class(
-                input_size=config.embedding_size if index == 0 else config.hidden_size * num_directions,
+                input_size=config.input_embedding_size if index == 0 else config.hidden_size * num_directions,
                 hidden_size=config.hidden_size,
                 batch_first=True,
                 bidirectional=config.bidirectional,
