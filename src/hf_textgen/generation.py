@@ -1,8 +1,9 @@
-"""Default generation settings that travel with a model in its `generation_config.json`.
+"""Inference helpers: default generation settings, loading a saved model, fitting a prompt into its context.
 
 `model.generate()`, `pipeline("text-generation")` and `hf-textgen generate` all start from
 `model.generation_config`, so a model saved after `set_default_generation_config` samples sensibly out of the box
 instead of falling back to transformers' global defaults (greedy decoding, 20 tokens in total).
+`load_model_and_tokenizer` and `prepare_prompt` are what `hf-textgen generate` and `hf-textgen evaluate` share.
 """
 
 from __future__ import annotations
