@@ -130,6 +130,9 @@ class HubHandler(BaseHTTPRequestHandler):
         return self.state.tokens[token]
 
     def _body(self) -> bytes:
+        return self._raw_body
+
+    def _read_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             return self.rfile.read(length)
@@ -163,6 +166,8 @@ class HubHandler(BaseHTTPRequestHandler):
         self.query = urllib.parse.parse_qs(url.query)
         path = url.path
         self.server.requests.append((method, self.path))
+        # Read the whole body up front, so an early error never leaves bytes on a kept-alive connection.
+        self._raw_body = self._read_body()
         try:
             for route_method, pattern, handler in ROUTES:
                 if route_method != method:
@@ -372,6 +377,8 @@ class HubHandler(BaseHTTPRequestHandler):
 
     def commit(self, repo: str, rev: str):
         repo_obj = self._repo(repo, write=True)
+        if repo in self.server.reject_commits_to:  # fault injection for the tests
+            raise HubError(500, "Internal Error - commit failed, please retry later")
         if "create_pr" in self.query:
             raise HubError(400, "this test server does not host pull requests")
         if rev not in repo_obj.branches:
@@ -527,6 +534,7 @@ class HubServer(ThreadingHTTPServer):
         self.requests: list[tuple[str, str]] = []
         self.unhandled: list[tuple[str, str]] = []
         self.uploads: dict[str, dict[str, bytes]] = {}  # repo -> path -> bytes, every file ever committed
+        self.reject_commits_to: set[str] = set()  # repositories whose commits fail with a 500 (fault injection)
         self._thread: threading.Thread | None = None
 
     def start(self) -> HubServer:

@@ -125,7 +125,9 @@ def pushed(hub, tiny_tokenizer_path, tmp_path_factory):
         ["push", "--model_path", first, "--repo_id", "alice/wrong-token", "--token", WRONG_TOKEN],
         ["push", "--model_path", first, "--repo_id", "bob/not-yours"],
         ["push", "--model_path", str(bad_card), "--repo_id", "alice/bad-card"],
+        ["push", "--model_path", first, "--repo_id", "alice/commit-fails"],
     ]  # fmt: skip
+    hub.server.reject_commits_to.add("alice/commit-fails")
     processes = hub.cli_many(*calls)
     for family, process in zip(AVAILABLE, processes):
         results[family]["push"] = process
@@ -136,7 +138,7 @@ def pushed(hub, tiny_tokenizer_path, tmp_path_factory):
     for line in load.stdout.splitlines():
         if line.startswith("SUMMARY "):
             summary = json.loads(line[len("SUMMARY ") :])
-    private, wrong_token, not_yours, bad_card_push = processes[len(AVAILABLE) :]
+    private, wrong_token, not_yours, bad_card_push, commit_fails = processes[len(AVAILABLE) :]
     return {
         "families": results,
         "load": load,
@@ -146,6 +148,7 @@ def pushed(hub, tiny_tokenizer_path, tmp_path_factory):
         "wrong_token": wrong_token,
         "not_yours": not_yours,
         "bad_card": bad_card_push,
+        "commit_fails": commit_fails,
     }
 
 
@@ -323,12 +326,16 @@ def test_hub_refusals_push_nothing(hub, pushed):
         (pushed["wrong_token"], "rejected the token"),
         (pushed["not_yours"], "may not write to bob/not-yours"),
         (pushed["bad_card"], 'the Hub rejected the model card metadata: "license" must be a string'),
+        (pushed["commit_fails"], "the Hub refused the push to alice/commit-fails"),
     ):
         lines = process.stderr.strip().splitlines()
         assert process.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), process.stderr
         assert message in lines[0]
         assert TOKEN not in process.stderr + process.stdout and WRONG_TOKEN not in process.stderr + process.stdout
-    assert not {"alice/wrong-token", "bob/not-yours", "alice/bad-card"} & set(hub.server.state.repos)
+    # A commit that fails after the repository was created takes the new, empty repository away with it.
+    assert {("POST", "/api/repos/create"), ("DELETE", "/api/repos/delete")} <= set(hub.server.requests)
+    refused = {"alice/wrong-token", "bob/not-yours", "alice/bad-card", "alice/commit-fails"}
+    assert not refused & set(hub.server.state.repos)
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ Authorization header: it is never printed or logged, and every uploaded file is 
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import os
@@ -236,16 +237,25 @@ def push_model_folder(
     api = HfApi(token=token)
     try:
         _check_token_and_card(api, card)
+        existed = api.repo_exists(repo_id)
         repo_url = api.create_repo(repo_id, private=private, exist_ok=True)
-        if revision and revision != constants.DEFAULT_REVISION:
-            api.create_branch(repo_id, branch=revision, exist_ok=True)
-        operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=data) for name, data in contents.items()]
-        commit = api.create_commit(
-            repo_id,
-            operations=operations,
-            commit_message=commit_message or f"Upload {folder.name} with hf-textgen push",
-            revision=revision,
-        )
+        try:
+            if revision and revision != constants.DEFAULT_REVISION:
+                api.create_branch(repo_id, branch=revision, exist_ok=True)
+            operations = [
+                CommitOperationAdd(path_in_repo=name, path_or_fileobj=data) for name, data in contents.items()
+            ]
+            commit = api.create_commit(
+                repo_id,
+                operations=operations,
+                commit_message=commit_message or f"Upload {folder.name} with hf-textgen push",
+                revision=revision,
+            )
+        except Exception:
+            if not existed:  # leave no empty repository behind a failed first push
+                with contextlib.suppress(Exception):
+                    api.delete_repo(repo_id, missing_ok=True)
+            raise
     except OfflineModeIsEnabled:
         raise UserError("HF_HUB_OFFLINE is set, so nothing can be pushed; unset it and run push again") from None
     except (HfHubHTTPError, _http.HTTPError) as error:
