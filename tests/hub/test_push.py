@@ -270,6 +270,11 @@ def _error_line(capsys) -> str:
     return lines[0]
 
 
+def test_missing_flag(capsys):
+    assert run_command(push_main, ["--model_path", "somewhere"]) == 2
+    assert _error_line(capsys) == "error: the following arguments are required: --repo_id (see hf-textgen push --help)"
+
+
 def test_missing_folder(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     assert run_command(push_main, ["--model_path", str(tmp_path / "nope"), "--repo_id", "alice/x"]) == 2

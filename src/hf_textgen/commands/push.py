@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import argparse
 
+from hf_textgen.errors import UserError
 from hf_textgen.hub.push import push_model_folder
 
 
+class _Parser(argparse.ArgumentParser):
+    """Flag mistakes become a `UserError`: one `error:` line like every other mistake, not a usage block."""
+
+    def error(self, message: str):
+        raise UserError(f"{message} (see hf-textgen push --help)")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="hf-textgen push",
         description="Upload model, tokenizer, modeling code, metrics and model card to the Hub in one commit.",
     )
