@@ -106,8 +106,9 @@ def test_num_hidden_layers_sets_both_stacks_and_caches_follow_the_decoder():
     # Caches are sized from the decoder's text config.
     assert uneven.get_text_config(decoder=True).num_hidden_layers == 4
     assert (uneven.encoder_layers, uneven.decoder_layers) == (1, 4)
-    with pytest.raises(ValueError, match="num_hidden_layers=2 contradicts decoder_layers=4"):
-        Seq2SeqTransformerConfig(num_hidden_layers=2, decoder_layers=4)
+    # The shorthand wins over the per-stack fields given with it (a preset's, say).
+    both = Seq2SeqTransformerConfig(num_hidden_layers=3, encoder_layers=2, decoder_layers=4)
+    assert (both.encoder_layers, both.decoder_layers) == (3, 3)
 
 
 @pytest.mark.parametrize(
@@ -311,15 +312,15 @@ def test_few_optimizer_steps_lower_the_loss():
     model = make_model().train()
     source = random_ids(8, 6)
     labels = torch.cat([source.flip(1), torch.full((8, 1), 2)], dim=1)  # reverse, then EOS
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-2)
     losses = []
-    for _ in range(12):
+    for _ in range(25):
         loss = model(input_ids=source, labels=labels).loss
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
-    assert losses[-1] < 0.7 * losses[0], losses
+    assert losses[-1] < 0.5 * losses[0], losses
 
 
 def test_gradients_reach_every_parameter():

@@ -16,7 +16,8 @@ class Seq2SeqTransformerConfig(PreTrainedConfig):
     embedding is also the output layer.
 
     `num_hidden_layers` is not stored: reading it gives `encoder_layers` (equal to `decoder_layers` unless the two
-    are set apart), and setting it, e.g. `num_hidden_layers=2` in `--config_overrides`, sets both stacks.
+    are set apart), and setting it, e.g. `num_hidden_layers=2` in `--config_overrides`, sets both stacks (it takes
+    precedence over `encoder_layers` / `decoder_layers` passed with it).
 
     Args:
         vocab_size: Tokens in the vocabulary shared by source and target (the classic model used ~37k BPE).
@@ -69,16 +70,11 @@ class Seq2SeqTransformerConfig(PreTrainedConfig):
     is_encoder_decoder: bool = True
 
     def __post_init__(self, **kwargs):
-        # `num_hidden_layers=N` is shorthand for N encoder and N decoder layers (see the property below).
+        # `num_hidden_layers=N` is shorthand for N encoder and N decoder layers (see the property below); given
+        # together with `encoder_layers` / `decoder_layers` it wins, so `--config_overrides num_hidden_layers=4`
+        # also applies on top of a preset that names both stacks.
         num_hidden_layers = kwargs.pop("num_hidden_layers", None)
         if num_hidden_layers is not None:
-            for name in ("encoder_layers", "decoder_layers"):
-                value = getattr(self, name)
-                if value not in (num_hidden_layers, self.__dataclass_fields__[name].default):
-                    raise ValueError(
-                        f"num_hidden_layers={num_hidden_layers} contradicts {name}={value}; set num_hidden_layers "
-                        "(both stacks) or encoder_layers / decoder_layers, not both"
-                    )
             self.num_hidden_layers = num_hidden_layers
         super().__post_init__(**kwargs)
         self._check_fields()

@@ -546,7 +546,13 @@ class Seq2SeqTransformerForConditionalGeneration(Seq2SeqTransformerPreTrainedMod
             use_cache=use_cache,
             output_hidden_states=output_hidden_states,
         )
-        logits = self.lm_head(outputs.last_hidden_state)  # (B, T, V)
+        hidden_states = outputs.last_hidden_state  # (B, T, C)
+        if self.config.tie_word_embeddings:
+            # The output layer is the input embedding, whose rows have norm ~1 (std hidden_size**-0.5) while the
+            # normed hidden states have norm ~sqrt(hidden_size): rescale as T5 does, or the untrained model starts
+            # with logits ~sqrt(hidden_size) for "repeat the current token" and a loss far above log(vocab_size).
+            hidden_states = hidden_states * self.config.hidden_size**-0.5
+        logits = self.lm_head(hidden_states)  # (B, T, V)
 
         loss = None
         if labels is not None:
