@@ -38,6 +38,9 @@ FAMILIES = {
         {**SIZES_SEQ2SEQ, "encoder_layers": 1, "decoder_layers": 1},
     ),
 }
+# Also a classifier, whose card, Auto class and pipeline differ.
+FAMILIES["classifier"] = ("RNNConfig", "RNNForSequenceClassification", {"hidden_size": 32, "num_labels": 3})
+AUTO_CLASSES = {"seq2seq": "AutoModelForSeq2SeqLM", "classifier": "AutoModelForSequenceClassification"}
 AVAILABLE = [family for family, (_, model, _) in FAMILIES.items() if hasattr(hf_textgen, model)]
 
 
@@ -79,12 +82,13 @@ def _model_folder(root, family: str, tokenizer_path: str):
 
 _LOAD_SCRIPT = """
 import json, sys, torch
-from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer, pipeline
-families, out = {families!r}, {out!r}
+import transformers
+from transformers import AutoTokenizer, pipeline
+families, out, auto_classes = {families!r}, {out!r}, {auto_classes!r}
 summary = {{}}
 for family in families:
     repo = "alice/tiny-" + family
-    auto = AutoModelForSeq2SeqLM if family == "seq2seq" else AutoModelForCausalLM
+    auto = getattr(transformers, auto_classes.get(family, "AutoModelForCausalLM"))
     model = auto.from_pretrained(repo, trust_remote_code=True).eval()
     tokenizer = AutoTokenizer.from_pretrained(repo, trust_remote_code=True)
     input_ids = torch.tensor({probe!r})
@@ -93,6 +97,10 @@ for family in families:
             logits = model(input_ids=input_ids, decoder_input_ids=input_ids[:, :4]).logits
             generated = model.generate(**tokenizer("To be", return_tensors="pt"), max_new_tokens=5, do_sample=False)
             text = tokenizer.decode(generated[0], skip_special_tokens=True)
+        elif family == "classifier":
+            logits = model(input_ids=input_ids).logits
+            classifier = pipeline("text-classification", model=repo, trust_remote_code=True)
+            text = classifier("To be, or not to be")[0]["label"]
         else:
             logits = model(input_ids=input_ids).logits
             generator = pipeline("text-generation", model=repo, trust_remote_code=True)
@@ -133,7 +141,9 @@ def pushed(hub, tiny_tokenizer_path, tmp_path_factory):
         results[family]["push"] = process
     out = tmp_path_factory.mktemp("loaded")
     pushed_ok = [family for family in AVAILABLE if results[family]["push"].returncode == 0]
-    load = hub.run_isolated(_LOAD_SCRIPT.format(families=pushed_ok, out=str(out), probe=PROBE_IDS))
+    load = hub.run_isolated(
+        _LOAD_SCRIPT.format(families=pushed_ok, out=str(out), probe=PROBE_IDS, auto_classes=AUTO_CLASSES)
+    )
     summary = {}
     for line in load.stdout.splitlines():
         if line.startswith("SUMMARY "):
@@ -158,7 +168,7 @@ def test_push_uploads_everything_in_one_commit(hub, pushed, family):
     process = pushed["families"][family]["push"]
     assert process.returncode == 0, process.stderr
     assert f"alice/tiny-{family}" in process.stdout
-    assert ("AutoModelForSeq2SeqLM" if family == "seq2seq" else "AutoModelForCausalLM") in process.stdout
+    assert f"load it with {AUTO_CLASSES.get(family, 'AutoModelForCausalLM')}.from_pretrained" in process.stdout
     repo_id = f"alice/tiny-{family}"
     files = hub.server.files(repo_id)
     config = json.loads(files["config.json"])
@@ -167,7 +177,6 @@ def test_push_uploads_everything_in_one_commit(hub, pushed, family):
         "README.md",
         "config.json",
         "model.safetensors",
-        "generation_config.json",
         "tokenizer.json",
         "tokenizer_config.json",
         "trainer_state.json",
@@ -176,8 +185,12 @@ def test_push_uploads_everything_in_one_commit(hub, pushed, family):
         *(f"{module}.py" for module in modules),
     }
     assert expected <= set(files), expected - set(files)
+    # A model that generates carries its generation config; a classifier has none to carry.
+    assert ("generation_config.json" in files) == (family != "classifier")
     assert {name.split("_")[0] for name in files if name.endswith(".py")} == {"modeling", "configuration"}
     assert "training_args.bin" not in files
+    pipeline_tags = {"seq2seq": "text2text-generation", "classifier": "text-classification"}
+    assert ModelCard(files["README.md"].decode()).data.pipeline_tag == pipeline_tags.get(family, "text-generation")
     assert not any(name.startswith("checkpoint-") for name in files)
     # The repository's initial commit plus exactly one commit from push.
     assert hub.server.commit_count(repo_id) == 2
@@ -192,7 +205,10 @@ def test_fresh_process_without_hf_textgen_loads_and_generates(pushed, family):
     # The classes came from the repository's code (transformers' dynamic modules), not from an installed package.
     assert summary["module"].startswith("transformers_modules"), summary["module"]
     assert summary["tokens"] == 512
-    assert summary["text"].startswith("To be") or family == "seq2seq"
+    if family == "classifier":
+        assert summary["text"] in {"LABEL_0", "LABEL_1", "LABEL_2"}
+    elif family != "seq2seq":
+        assert summary["text"].startswith("To be")
     remote_logits = torch.load(pushed["out"] / f"{family}.pt")
     torch.testing.assert_close(remote_logits, pushed["families"][family]["logits"], rtol=1e-5, atol=1e-5)
 
