@@ -62,7 +62,8 @@ class ModelArguments:
         },
     )
     tokenizer_type: str = field(
-        default="bpe", metadata={"help": "Kind of tokenizer to train when none is given: bpe (byte-level), char or word."}
+        default="bpe",
+        metadata={"help": "Kind of tokenizer to train when none is given: bpe (byte-level), char or word."},
     )
     tokenizer_vocab_size: int = field(
         default=4096, metadata={"help": "Vocabulary size of the tokenizer trained when none is given."}
