@@ -47,17 +47,13 @@ def encode(tokenizer: PreTrainedTokenizerFast, text: str) -> torch.Tensor:
     return torch.tensor(tokenizer(text, add_special_tokens=False)["input_ids"], dtype=torch.long)
 
 
-def load_char_corpus(max_chars: int | None = None) -> CharCorpus:
-    """Read the bundled corpus and encode it with a char tokenizer trained on its train split.
-
-    Args:
-        max_chars: Keep only the first `max_chars` characters of each split (for tiny test runs).
-    """
+def load_char_corpus() -> CharCorpus:
+    """Read the bundled corpus and encode it with a char tokenizer trained on its train split."""
     from hf_textgen.data import bundled_corpus_files, train_tokenizer
 
     files = bundled_corpus_files()
-    train_text = Path(files["train"]).read_text(encoding="utf-8")[:max_chars]
-    validation_text = Path(files["validation"]).read_text(encoding="utf-8")[:max_chars]
+    train_text = Path(files["train"]).read_text(encoding="utf-8")
+    validation_text = Path(files["validation"]).read_text(encoding="utf-8")
     tokenizer = train_tokenizer(train_text.splitlines(keepends=True), tokenizer_type="char", vocab_size=None)
     return CharCorpus(tokenizer, encode(tokenizer, train_text), encode(tokenizer, validation_text))
 

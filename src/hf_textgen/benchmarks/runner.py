@@ -40,7 +40,6 @@ class BenchSettings:
         context_shape / context_lengths / context_new_tokens / context_repeats: Cost-growth workload.
         quality_*: nanoGPT-recipe run (steps, evaluation, model size).
         pretrain_steps / finetune_steps / finetune_eval_interval / eval_per_class: Pretraining comparison.
-        corpus_chars: Truncate each corpus split to this many characters (`None`: all; tiny test runs).
     """
 
     only: tuple[str, ...] = COMPARISONS
@@ -50,8 +49,8 @@ class BenchSettings:
     seed: int = 0
     shapes: dict[str, Shape] = field(default_factory=lambda: {name: SHAPES[name] for name in ("small", "medium")})
     dtypes: tuple[str, ...] = ("fp32", "bf16")
-    train_repeats: int = 5
-    train_warmup: int = 2
+    train_repeats: int = 4
+    train_warmup: int = 1
     gemm_size: int = 3072
     generation_shapes: dict[str, Shape] = field(default_factory=lambda: {"small": SHAPES["small"]})
     generation_batch_sizes: tuple[int, ...] = (1, 8)
@@ -73,9 +72,8 @@ class BenchSettings:
     quality_batch_size: int = 12
     pretrain_steps: int = 1000
     finetune_steps: int = 300
-    finetune_eval_interval: int = 50
-    eval_per_class: int = 40
-    corpus_chars: int | None = None
+    finetune_eval_interval: int = 25
+    eval_per_class: int = 100
 
     @classmethod
     def full(cls, **overrides) -> BenchSettings:
@@ -267,7 +265,7 @@ def run_benchmarks(settings: BenchSettings, output_dir: Path, log: Callable[[str
             raise ValueError("the quality and pretraining comparisons run on the CPU only; use --only to skip them")
         from hf_textgen.benchmarks.quality import load_char_corpus
 
-        corpus = load_char_corpus(settings.corpus_chars)
+        corpus = load_char_corpus()
     if _wants(settings, "quality"):
         from hf_textgen.benchmarks.quality import run_quality
 
@@ -293,7 +291,7 @@ def run_benchmarks(settings: BenchSettings, output_dir: Path, log: Callable[[str
 
         start = time.perf_counter()
         log("[what pretraining buys]")
-        train_text = Path(bundled_corpus_files()["train"]).read_text(encoding="utf-8")[: settings.corpus_chars]
+        train_text = Path(bundled_corpus_files()["train"]).read_text(encoding="utf-8")
         comparisons["pretraining"] = run_pretraining(
             corpus,
             train_text,
@@ -301,9 +299,11 @@ def run_benchmarks(settings: BenchSettings, output_dir: Path, log: Callable[[str
             settings.finetune_steps,
             settings.finetune_eval_interval,
             eval_per_class=settings.eval_per_class,
+            passage_chars=settings.quality_context,
             hidden=settings.quality_hidden,
             layers=settings.quality_layers,
             heads=settings.quality_heads,
+            pretrain_batch_size=settings.quality_batch_size,
             seed=settings.seed,
             log=log,
         )

@@ -83,26 +83,6 @@ def alternate(
     return result
 
 
-def peak_matmul_flops(dtype: torch.dtype, device: torch.device, size: int, repeats: int = 5) -> dict[str, float]:
-    """Measure the machine's matmul rate in `dtype` with a large square GEMM: the denominator of MFU.
-
-    Args:
-        dtype: `torch.float32` or `torch.bfloat16`.
-        device: Where to run it.
-        size: The matrices are `size x size`; large enough to reach the library's best kernel.
-        repeats: Timed products; the median and the best are both reported.
-
-    Returns:
-        `{"median": FLOP/s, "best": FLOP/s, "size": size}`.
-    """
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
-    result = alternate({"gemm": lambda: a @ b}, repeats=repeats, warmup=2, device=device)
-    flops = 2 * size**3
-    rates = [flops / seconds for seconds in result.seconds["gemm"]]
-    return {"median": statistics.median(rates), "best": max(rates), "size": size}
-
-
 def cpu_model_name() -> str:
     """The CPU's marketing name from /proc/cpuinfo (falls back to `platform.processor()`)."""
     try:
