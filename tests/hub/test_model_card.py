@@ -105,7 +105,7 @@ def test_count_parameters_reads_safetensors_headers(tmp_path):
     [
         ("rnn", "text-generation", "recurrent layers (`gru` cells)", 'pipeline("text-generation"'),
         ("transformer", "text-generation", "up to 128 positions", "AutoModelForCausalLM.from_pretrained"),
-        ("classifier", "text-classification", "causal self-attention", 'pipeline("text-classification"'),
+        ("classifier", "text-classification", "Transformer text classifier", 'pipeline("text-classification"'),
         ("seq2seq", "text2text-generation", "encoder of 2 bidirectional", "AutoModelForSeq2SeqLM.from_pretrained"),
     ],
 )

@@ -129,7 +129,7 @@ def pushed(hub, tiny_tokenizer_path, tmp_path_factory):
     ]
     calls += [
         ["push", "--model_path", first, "--repo_id", "alice/private-dev", "--private", "--revision", "dev",
-         "--commit_message", "first cut"],
+         "--commit_message", "first cut", "--license", "mit", "--datasets", "bob/shakespeare"],
         ["push", "--model_path", first, "--repo_id", "alice/wrong-token", "--token", WRONG_TOKEN],
         ["push", "--model_path", first, "--repo_id", "bob/not-yours"],
         ["push", "--model_path", str(bad_card), "--repo_id", "alice/bad-card"],
@@ -262,6 +262,8 @@ def test_private_push_to_a_branch(hub, pushed):
     assert set(hub.server.files("alice/private-dev", "main")) == {".gitattributes"}
     assert "model.safetensors" in hub.server.files("alice/private-dev", "dev")
     assert repo.commits[repo.branches["dev"]].title == "first cut"
+    card = ModelCard(hub.server.files("alice/private-dev", "dev")["README.md"].decode())
+    assert card.data.license == "mit" and card.data.datasets == ["bob/shakespeare"]
     # Nobody else sees a private repository.
     other_user = hub.run_isolated(
         "from huggingface_hub import HfApi\n"

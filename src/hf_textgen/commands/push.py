@@ -31,6 +31,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--revision", default=None, help="Branch to commit to, created from main if missing.")
     parser.add_argument("--commit_message", default=None, help="Title of the commit.")
     parser.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the stored login).")
+    card = parser.add_argument_group("model card", "used when push renders README.md (ignored for a hand-written one)")
+    card.add_argument("--license", default=None, help="License id for the card (default apache-2.0).")
+    card.add_argument("--language", nargs="+", default=None, help="Language code(s) of the training text (en).")
+    card.add_argument("--datasets", nargs="+", default=None, help="Hub id(s) of the training data.")
+    card.add_argument("--base_model", default=None, help="Hub id of the model this one was fine-tuned from.")
     return parser
 
 
@@ -44,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
         revision=args.revision,
         commit_message=args.commit_message,
         token=args.token,
+        license=args.license,
+        language=args.language,
+        datasets=args.datasets,
+        base_model=args.base_model,
     )
     card = "rendered" if result.card_rendered else "kept as is"
     print(f"pushed {len(result.files)} files to {result.repo_url} (commit {result.commit.oid}, model card {card})")

@@ -324,6 +324,10 @@ def render_model_card(
     eval_results = _eval_results(metrics, pipeline_tag, dataset_id, dataset_name) or None
     hyperparameters, loss_history, has_training_args = _training_facts(model_dir)
 
+    family_title = FAMILY_TITLES.get(model_type, f"`{model_type}` model")
+    if pipeline_tag == "text-classification":
+        family_title = family_title.replace("language model", "text classifier")
+
     tags = ["hf_textgen", model_type, "custom_code"]
     tags += [tag for tag in previous.get("tags") or [] if tag not in tags]
     card_data = ModelCardData(
@@ -349,7 +353,7 @@ def render_model_card(
         datasets=datasets,
         hub_datasets=hub_datasets,
         model_type=model_type,
-        family_title=FAMILY_TITLES.get(model_type, f"`{model_type}` model"),
+        family_title=family_title,
         architecture=(config.get("architectures") or [model_type])[0],
         parameter_count=f"{parameter_count:,}",
         parameter_count_text=_human_count(parameter_count),

@@ -17,6 +17,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi, ModelCard, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled, RepositoryNotFoundError
@@ -113,7 +114,7 @@ def check_model_folder(model_path: str | os.PathLike) -> dict:
     return config
 
 
-def _card_text(folder: Path, repo_id: str) -> tuple[str | None, bool]:
+def _card_text(folder: Path, repo_id: str, card_fields: dict[str, Any]) -> tuple[str | None, bool]:
     """The README to upload, and whether we rendered it. A hand-written card is kept as it is."""
     readme = folder / "README.md"
     existing = readme.read_text(encoding="utf-8") if readme.is_file() else None
@@ -121,7 +122,7 @@ def _card_text(folder: Path, repo_id: str) -> tuple[str | None, bool]:
     if not ours:
         return existing, False
     try:
-        card = str(render_model_card(folder, repo_id=repo_id))
+        card = str(render_model_card(folder, repo_id=repo_id, **card_fields))
     except ValueError as error:
         raise UserError(f"could not render the model card for {folder}: {error}") from None
     return card, card != existing
@@ -195,6 +196,7 @@ def push_model_folder(
     revision: str | None = None,
     commit_message: str | None = None,
     token: str | None = None,
+    **card_fields: Any,
 ) -> PushResult:
     """Upload a finished model folder to `repo_id` on the Hub as one commit.
 
@@ -205,6 +207,8 @@ def push_model_folder(
         revision: Branch to commit to (created from `main` when missing); default `main`.
         commit_message: The commit title.
         token: A Hub token; by default `HF_TOKEN` or the stored login.
+        **card_fields: `base_model`, `datasets`, `task`, `language`, `license` for the rendered card (see
+            `render_model_card`); unset ones keep what an earlier card recorded.
 
     Returns:
         A `PushResult` with the repository URL, the commit and the uploaded paths.
@@ -219,7 +223,7 @@ def push_model_folder(
     if not token:
         raise UserError("no Hugging Face token: set HF_TOKEN or run `hf auth login` with a write token")
 
-    card, card_rendered = _card_text(folder, repo_id)
+    card, card_rendered = _card_text(folder, repo_id, card_fields)
     if card is not None:
         try:
             ModelCard(card)  # the metadata must parse before anything reaches the Hub
