@@ -10,7 +10,13 @@ import pytest
 import torch
 
 from hf_textgen.benchmarks import SHAPES, BenchSettings, Shape, run_benchmarks
-from hf_textgen.benchmarks.contenders import build_llama, build_ours, matmul_parameter_count, parameter_count
+from hf_textgen.benchmarks.contenders import (
+    build_llama,
+    build_ours,
+    build_pair,
+    matmul_parameter_count,
+    parameter_count,
+)
 from hf_textgen.benchmarks.generation import StepClock
 from hf_textgen.benchmarks.pretraining import split_plays
 from hf_textgen.benchmarks.timing import alternate
@@ -80,8 +86,12 @@ def test_alternate_takes_turns_and_ratio_is_of_medians():
         alternate({"a": lambda: None}, repeats=0)
 
 
-def test_contenders_have_identical_size():
-    ours, llama = build_ours(TINY, 32), build_llama(TINY, 32)
+def test_contenders_have_identical_size_and_weights():
+    assert parameter_count(build_ours(TINY, 32)) == parameter_count(build_llama(TINY, 32))
+    pair = build_pair(TINY, 32)
+    ours, llama = pair["ours"], pair["llama"]
+    input_ids = torch.randint(0, TINY.vocab_size, (2, 8))
+    torch.testing.assert_close(ours(input_ids).logits, llama(input_ids).logits, rtol=1e-4, atol=1e-5)
     assert parameter_count(ours) == parameter_count(llama)
     assert matmul_parameter_count(ours) == matmul_parameter_count(llama) == parameter_count(llama) - 128 * 32
     assert SHAPES["small"].hidden_size == 256 and SHAPES["medium"].intermediate_size == 2048
@@ -143,6 +153,7 @@ def test_training_rows(tiny_run):
             # Random tokens over a 128-token vocabulary: the loss starts near ln(128).
             assert all(abs(loss - math.log(128)) < 1.0 for loss in values["losses"])
         assert ours["parameters"] == llama["parameters"]
+        assert row["max_loss_difference"] < 1e-2  # same weights, same batch
         assert row["ratios"]["ours_vs_llama"] == pytest.approx(llama["median_seconds"] / ours["median_seconds"])
 
 
@@ -155,6 +166,7 @@ def test_generation_and_context(tiny_run):
         ours, llama = row["contenders"]["ours"], row["contenders"]["llama"]
         assert ours["tokens_per_second"] == pytest.approx(row["batch_size"] * 4 / ours["median_seconds"])
         assert row["ratios"]["ours_vs_llama"] == pytest.approx(llama["median_seconds"] / ours["median_seconds"])
+        assert row["same_greedy_tokens"] == 1.0  # same weights, greedy
     context = results["comparisons"]["context"]
     assert context["context_lengths"] == [8, 24]
     for name in ("rnn", "transformer"):

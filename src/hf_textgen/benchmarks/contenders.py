@@ -2,7 +2,8 @@
 
 "ours" is `hf_textgen`'s `TransformerForCausalLM`, "llama" is transformers' `LlamaForCausalLM` with the same
 sizes (same maths: RMSNorm, rotary positions, SwiGLU, no biases), and "rnn" is `hf_textgen`'s `RNNForCausalLM`.
-Each model gets its own default initialisation; the parameter counts are reported so equal size is visible.
+In a side-by-side pair "ours" is converted from the Llama (`TransformerForCausalLM.from_llama`), so both hold
+the same weights and compute the same function: same losses, same greedy tokens, only the speed differs.
 """
 
 from __future__ import annotations
@@ -101,7 +102,13 @@ def build_rnn(shape: Shape, cell_type: str = "lstm") -> PreTrainedModel:
     return RNNForCausalLM(config)
 
 
-BUILDERS = {"ours": build_ours, "llama": build_llama}
+def build_pair(shape: Shape, max_positions: int) -> dict[str, PreTrainedModel]:
+    """`{"ours": ..., "llama": ...}` at `shape` holding the same weights (ours converted from the Llama)."""
+    from hf_textgen import TransformerForCausalLM
+
+    llama = build_llama(shape, max_positions)
+    ours = TransformerForCausalLM.from_llama(llama)
+    return {"ours": ours, "llama": llama}
 
 
 def parameter_count(model: torch.nn.Module) -> int:

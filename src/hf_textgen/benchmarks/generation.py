@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
-from hf_textgen.benchmarks.contenders import BUILDERS, Shape, build_ours, build_rnn
+from hf_textgen.benchmarks.contenders import Shape, build_ours, build_pair, build_rnn
 from hf_textgen.benchmarks.timing import alternate, synchronize
 
 
@@ -48,13 +48,16 @@ def _greedy(new_tokens: int) -> GenerationConfig:
 
 def make_generate(
     model: torch.nn.Module, prompt: torch.Tensor, new_tokens: int, clock: StepClock | None = None
-) -> Callable[[], float | None]:
-    """A callable running one greedy `generate`; it returns the median per-token decode time when clocked."""
+) -> Callable[[], float | torch.Tensor]:
+    """A callable running one greedy `generate`.
+
+    It returns the median per-token decode time when clocked, else the generated tokens `(batch, new_tokens)`.
+    """
     config = _greedy(new_tokens)
     attention_mask = torch.ones_like(prompt)
     processors = LogitsProcessorList([clock] if clock is not None else [])
 
-    def generate() -> float | None:
+    def generate() -> float | torch.Tensor:
         if clock is not None:
             clock.stamps.clear()
         with torch.inference_mode():
@@ -66,7 +69,7 @@ def make_generate(
             )
         if output.shape[1] != prompt.shape[1] + new_tokens:
             raise RuntimeError(f"generate returned {output.shape[1] - prompt.shape[1]} tokens, not {new_tokens}")
-        return clock.per_token_seconds() if clock is not None else None
+        return clock.per_token_seconds() if clock is not None else output[:, prompt.shape[1] :]
 
     return generate
 
@@ -93,7 +96,7 @@ def run_generation(
     rows = []
     for shape_name, shape in shapes.items():
         torch.manual_seed(seed)
-        models = {name: build(shape, prompt_len + new_tokens).to(device).eval() for name, build in BUILDERS.items()}
+        models = {name: model.to(device).eval() for name, model in build_pair(shape, prompt_len + new_tokens).items()}
         for batch_size in batch_sizes:
             prompt = torch.randint(0, shape.vocab_size, (batch_size, prompt_len), device=device)
             calls = {name: make_generate(model, prompt, new_tokens) for name, model in models.items()}
@@ -108,6 +111,8 @@ def run_generation(
                 for name in calls
             }
             ratio = timed.speedup("ours", "llama")
+            # Same weights: greedy decoding should pick the same tokens (near-ties may flip on rounding).
+            same = (timed.extras["ours"][-1] == timed.extras["llama"][-1]).float().mean().item()
             rows.append(
                 {
                     "shape": shape_name,
@@ -117,6 +122,7 @@ def run_generation(
                     "order": timed.order,
                     "contenders": contenders,
                     "ratios": {"ours_vs_llama": ratio},
+                    "same_greedy_tokens": same,
                 }
             )
             log(

@@ -11,9 +11,9 @@ from collections.abc import Callable
 import torch
 
 from hf_textgen.benchmarks.contenders import (
-    BUILDERS,
     SHAPES,
     Shape,
+    build_pair,
     matmul_parameter_count,
     parameter_count,
     training_flops_per_token,
@@ -86,7 +86,7 @@ def run_training(
         for dtype in dtypes:
             torch.manual_seed(seed)
             input_ids = torch.randint(0, shape.vocab_size, (shape.batch_size, shape.seq_len), device=device)
-            models = {name: build(shape, shape.seq_len).to(device).train() for name, build in BUILDERS.items()}
+            models = {name: model.to(device).train() for name, model in build_pair(shape, shape.seq_len).items()}
             steps = {name: make_training_step(model, input_ids, dtype, device) for name, model in models.items()}
             if torch_compile:
                 for name, model in models.items():
@@ -115,6 +115,8 @@ def run_training(
                     "mfu": flops_per_token * tokens_per_second / peak,
                 }
             ratios = {"ours_vs_llama": timed.speedup("ours", "llama")}
+            # Same weights, same batch: the loss trajectories may differ only by rounding.
+            loss_gap = max(abs(a - b) for a, b in zip(timed.extras["ours"], timed.extras["llama"]))
             if torch_compile:
                 ratios["ours_compiled_vs_llama_compiled"] = timed.speedup("ours_compiled", "llama_compiled")
                 ratios["ours_compiled_vs_ours"] = timed.speedup("ours_compiled", "ours")
@@ -130,6 +132,7 @@ def run_training(
                     "order": timed.order,
                     "contenders": contenders,
                     "ratios": ratios,
+                    "max_loss_difference": loss_gap,
                 }
             )
             summary = ", ".join(f"{name} {value:.2f}x" for name, value in ratios.items())
