@@ -1,4 +1,4 @@
-"""Fixtures for the Hub tests: a Hub-compatible server on 127.0.0.1 and ways to run clients against it.
+"""Helpers for the Hub tests: a Hub-compatible server on 127.0.0.1 and ways to run clients against it.
 
 `huggingface_hub` reads `HF_ENDPOINT` when it is imported, and this test process imported it long ago (offline),
 so every client that talks to the server runs in a subprocess with its own environment.

@@ -13,8 +13,8 @@ import shutil
 
 import pytest
 import torch
-from conftest import OTHER_TOKEN, TOKEN
 from hub_server import _validate_card_metadata
+from hub_testing import OTHER_TOKEN, TOKEN
 from huggingface_hub import ModelCard
 
 import hf_textgen

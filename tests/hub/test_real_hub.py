@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 import torch
-from conftest import _ISOLATED_BOOTSTRAP, REPO_ROOT
+from hub_testing import _ISOLATED_BOOTSTRAP, REPO_ROOT
 
 pytestmark = pytest.mark.skipif(
     not (os.environ.get("HF_TOKEN") and os.environ.get("HF_TEXTGEN_TEST_REAL_HUB") == "1"),

@@ -6,7 +6,7 @@ import inspect
 import json
 
 import pytest
-from conftest import TOKEN
+from hub_testing import TOKEN
 
 from hf_textgen.hub.model_card import CARD_MARKER
 
