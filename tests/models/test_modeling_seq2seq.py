@@ -7,6 +7,7 @@ step and depend on the source (asserted in `test_generation_fixture_is_not_degen
 """
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -321,6 +322,16 @@ def test_few_optimizer_steps_lower_the_loss():
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_untrained_tied_model_starts_near_uniform_loss():
+    # A tied output layer reads the embedding of the token just fed in; without the small initial gain of the
+    # decoder's last norm the untrained model would predict "repeat the input token" with a loss far above log(V).
+    model = make_model(hidden_size=128, num_attention_heads=4)
+    assert model.model.decoder.layer_norm.weight[0].item() == pytest.approx(128**-0.5)
+    with torch.no_grad():
+        loss = model(input_ids=random_ids(4, 6), labels=random_ids(4, 6, seed=1)).loss.item()
+    assert abs(loss - math.log(VOCAB_SIZE)) < 0.5, loss
 
 
 def test_gradients_reach_every_parameter():

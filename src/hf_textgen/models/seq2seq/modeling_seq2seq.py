@@ -285,6 +285,13 @@ class Seq2SeqTransformerEncoder(nn.Module):
         return output if return_dict is not False else output.to_tuple()
 
 
+class Seq2SeqTransformerOutputLayerNorm(nn.LayerNorm):
+    """The decoder's last LayerNorm, whose output the LM head reads; its own class so that init can find it.
+
+    With a tied output layer its gain starts at hidden_size**-0.5 (see `_init_weights`).
+    """
+
+
 class Seq2SeqTransformerDecoder(nn.Module):
     """The decoder stack: causal self-attention over the target so far, cross-attention to the encoder output."""
 
@@ -297,7 +304,7 @@ class Seq2SeqTransformerDecoder(nn.Module):
         self.layers = nn.ModuleList(
             [Seq2SeqTransformerDecoderLayer(config, layer_idx) for layer_idx in range(config.decoder_layers)]
         )
-        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.layer_norm = Seq2SeqTransformerOutputLayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(
         self,
@@ -370,6 +377,8 @@ class Seq2SeqTransformerPreTrainedModel(PreTrainedModel):
             # std hidden_size**-0.5, times the sqrt(hidden_size) scale, gives unit-variance token vectors: the scale
             # of the sinusoids they are added to, and logits of unit scale when the matrix is also the output layer.
             init.normal_(module.weight, mean=0.0, std=self.config.hidden_size**-0.5)
+        if isinstance(module, Seq2SeqTransformerOutputLayerNorm) and self.config.tie_word_embeddings:
+            init.constant_(module.weight, self.config.hidden_size**-0.5)
 
 
 class Seq2SeqTransformerModel(Seq2SeqTransformerPreTrainedModel):
@@ -546,13 +555,7 @@ class Seq2SeqTransformerForConditionalGeneration(Seq2SeqTransformerPreTrainedMod
             use_cache=use_cache,
             output_hidden_states=output_hidden_states,
         )
-        hidden_states = outputs.last_hidden_state  # (B, T, C)
-        if self.config.tie_word_embeddings:
-            # The output layer is the input embedding, whose rows have norm ~1 (std hidden_size**-0.5) while the
-            # normed hidden states have norm ~sqrt(hidden_size): rescale as T5 does, or the untrained model starts
-            # with logits ~sqrt(hidden_size) for "repeat the current token" and a loss far above log(vocab_size).
-            hidden_states = hidden_states * self.config.hidden_size**-0.5
-        logits = self.lm_head(hidden_states)  # (B, T, V)
+        logits = self.lm_head(outputs.last_hidden_state)  # (B, T, V)
 
         loss = None
         if labels is not None:
