@@ -214,17 +214,18 @@ def _lengths(finetune_args, config: PretrainedConfig) -> tuple[int, int]:
     return lengths[0], lengths[1]
 
 
-def _set_generation_config(model, tokenizer: PreTrainedTokenizerBase, max_target_length: int) -> None:
-    """Greedy decoding up to the longest target: what the evaluation generates and `generate` starts from."""
-    # `max_length` (decoder start token included) rather than `max_new_tokens`: the Seq2SeqTrainer writes a default
-    # `max_length` into the config during evaluation, and the two together warn at every `generate` call.
-    settings = {
-        "do_sample": False,
-        "num_beams": 1,
-        "max_length": max_target_length + 1,
-        "max_new_tokens": None,
-        "repetition_penalty": 1.0,
-    }
+def _set_generation_config(model, tokenizer: PreTrainedTokenizerBase, max_target_length: int, saving: bool) -> None:
+    """Greedy decoding up to the longest target: what the evaluation generates and `generate` starts from.
+
+    During training the limit is `max_length` (decoder start token included): the Seq2SeqTrainer fills in a
+    default `max_length` during evaluation, which next to a `max_new_tokens` would warn at every `generate` call.
+    The saved folder gets `max_new_tokens` alone, the setting `hf-textgen generate` and users override.
+    """
+    settings: dict[str, Any] = {"do_sample": False, "num_beams": 1, "repetition_penalty": 1.0}
+    if saving:
+        settings["max_new_tokens"] = max_target_length
+    else:
+        settings.update(max_length=max_target_length + 1, max_new_tokens=None)
     try:
         from hf_textgen.generation import set_default_generation_config
     except ImportError:
@@ -321,7 +322,7 @@ def run_seq2seq_finetune(
         )
     else:
         model = AutoModelForSeq2SeqLM.from_config(config, **hub_kwargs)
-        _set_generation_config(model, tokenizer, max_target_length)
+        _set_generation_config(model, tokenizer, max_target_length, saving=False)
     tokenizer.model_max_length = max_positions(config) or tokenizer.model_max_length
     if not torch.cuda.is_available():
         training_args.dataloader_pin_memory = False  # nothing to pin for without an accelerator
@@ -345,6 +346,8 @@ def run_seq2seq_finetune(
         eval_metrics = trainer.evaluate()
         eval_metrics["eval_samples"] = len(eval_dataset)
         eval_metrics["perplexity"] = perplexity(eval_metrics["eval_loss"])
+    if not from_pretrained:
+        _set_generation_config(trainer.model, tokenizer, max_target_length, saving=True)
     finish(
         trainer,
         train_metrics,
