@@ -133,6 +133,8 @@ def test_results_json_structure(tiny_run):
     assert set(written["comparisons"]) == {"training", "generation", "context", "quality", "pretraining"}
     assert written["machine"]["torch_threads"] == 1
     assert (folder / "table.txt").read_text().startswith("target")
+    markdown = (folder / "table.md").read_text()
+    assert "| training tiny fp32: ours/llama tokens/s |" in markdown and "| tiny, batch 2 |" in markdown
     for name in ("training", "generation", "context", "quality", "pretraining"):
         assert (folder / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
 

@@ -199,8 +199,72 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def format_markdown(results: dict) -> str:
+    """The targets and every measured row as Markdown tables (what the README's Performance section shows)."""
+    machine = results["machine"]
+    lines = [
+        f"Measured {machine['date_utc']} UTC on {machine['cpu']} ({machine['cpus_available']} CPUs available, "
+        f"{machine['torch_threads']} PyTorch threads, {', '.join(machine['cpu_matmul_features'])}; load average "
+        f"{machine['load_average_before']} before, {machine['load_average_after']} after), "
+        f"torch {machine['torch']}, transformers {machine['transformers']}.",
+        "",
+        "| target | measured | goal | met |",
+        "| --- | ---: | ---: | :---: |",
+    ]
+    for target in results["targets"]:
+        measured = "n/a" if target["measured"] is None else f"{target['measured']:.2f}"
+        met = {True: "yes", False: "**no**", None: "-"}[target["met"]]
+        lines.append(f"| {target['target']} | {measured} | {target['goal']} | {met} |")
+    comparisons = results["comparisons"]
+    training = comparisons.get("training")
+    if training:
+        lines += ["", "| training | contender | tokens/s | MFU | vs Llama |", "| --- | --- | ---: | ---: | ---: |"]
+        for row in training["rows"]:
+            llama = row["contenders"]["llama"]["median_seconds"]
+            for name, values in row["contenders"].items():
+                lines.append(
+                    f"| {row['shape']} {row['dtype']} | {name} | {values['tokens_per_second']:.0f} | "
+                    f"{values['mfu']:.1%} | {llama / values['median_seconds']:.2f}x |"
+                )
+    generation = comparisons.get("generation")
+    if generation:
+        lines += ["", "| generation | ours tokens/s | Llama tokens/s | ratio |", "| --- | ---: | ---: | ---: |"]
+        for row in generation["rows"]:
+            ours, llama = row["contenders"]["ours"], row["contenders"]["llama"]
+            lines.append(
+                f"| {row['shape']}, batch {row['batch_size']} | {ours['tokens_per_second']:.1f} | "
+                f"{llama['tokens_per_second']:.1f} | {row['ratios']['ours_vs_llama']:.2f}x |"
+            )
+    context = comparisons.get("context")
+    if context:
+        header = " | ".join(str(length) for length in context["context_lengths"])
+        lines += ["", f"| ms per generated token at context | {header} | growth |"]
+        lines.append("| --- |" + " ---: |" * (len(context["context_lengths"]) + 1))
+        for name, values in context["contenders"].items():
+            cells = " | ".join(f"{seconds * 1e3:.1f}" for seconds in values["per_token_seconds"])
+            lines.append(f"| {name} | {cells} | {context['growth'][name]:.2f}x |")
+    quality = comparisons.get("quality")
+    if quality:
+        lines += ["", "| nanoGPT setting | parameters | val loss | training seconds |", "| --- | ---: | ---: | ---: |"]
+        for name, final in quality["final"].items():
+            lines.append(
+                f"| {name}, {final['steps']} steps | {quality['parameters'][name]:,} | {final['val_loss']:.3f} | "
+                f"{final['seconds']:.0f} |"
+            )
+        reference = quality["nanogpt_reference"]
+        lines.append(f"| nanoGPT (published), {reference['steps']} steps | | {reference['val_loss']} | |")
+    pretraining = comparisons.get("pretraining")
+    if pretraining:
+        steps = [point["step"] for point in pretraining["curves"]["pretrained"]]
+        lines += ["", "| held-out accuracy after fine-tuning steps | " + " | ".join(map(str, steps)) + " |"]
+        lines.append("| --- |" + " ---: |" * len(steps))
+        for name, curve in pretraining["curves"].items():
+            lines.append(f"| {name} | " + " | ".join(f"{point['accuracy']:.1%}" for point in curve) + " |")
+    return "\n".join(lines)
+
+
 def run_benchmarks(settings: BenchSettings, output_dir: Path, log: Callable[[str], None] = print) -> dict:
-    """Run the selected comparisons and write `results.json`, `table.txt` and `<comparison>.png` to `output_dir`.
+    """Run the selected comparisons; write `results.json`, `table.txt`, `table.md` and `<comparison>.png`.
 
     Args:
         settings: What to run and at which sizes.
@@ -317,5 +381,6 @@ def run_benchmarks(settings: BenchSettings, output_dir: Path, log: Callable[[str
     (output_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     table = format_table(results)
     (output_dir / "table.txt").write_text(table + "\n", encoding="utf-8")
+    (output_dir / "table.md").write_text(format_markdown(results) + "\n", encoding="utf-8")
     log(table)
     return results
