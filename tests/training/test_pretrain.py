@@ -88,6 +88,7 @@ def test_loss_falls_on_unseen_corpus_and_folder_is_complete(tmp_path, unseen_cor
     config = json.loads((output_dir / "config.json").read_text())
     assert config["auto_map"]["AutoModelForCausalLM"].startswith("modeling_")
     assert config["vocab_size"] == 300  # from the tokenizer trained on the data
+    assert config["use_cache"] is True  # the Trainer turns it off for training; the saved model generates
     assert any(output_dir.glob("modeling_*.py"))  # the code travels with the weights (remote code)
 
     history = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]

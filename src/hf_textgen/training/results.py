@@ -88,6 +88,11 @@ def finish(trainer, train_metrics: dict[str, float] | None, eval_metrics: dict[s
     """
     output_dir = trainer.args.output_dir
     if train_metrics is not None:
+        # The Trainer switches the cache off for training (`--use_cache` defaults to False); the saved model is for
+        # generation, where the cache is what makes it fast.
+        config = getattr(trainer.model, "config", None)
+        if config is not None and hasattr(config, "use_cache") and trainer.model.can_generate():
+            config.use_cache = True
         trainer.save_model()
         trainer.log_metrics("train", train_metrics)
         trainer.save_metrics("train", train_metrics)
