@@ -28,6 +28,7 @@ def test_quick_demo_leaves_a_ready_to_share_model(tmp_path, capsys):
     # Character-level: one token per character, so the two losses nearly coincide; a few steps of training
     # already beat the uniform guess over the vocabulary.
     tokenizer = AutoTokenizer.from_pretrained(output_dir)
+    assert tokenizer.model_max_length == 64  # the quick setting's context
     assert evaluation["num_characters"] == pytest.approx(evaluation["num_tokens"], abs=1)
     assert results["validation_loss_per_character"] < math.log(len(tokenizer))
 

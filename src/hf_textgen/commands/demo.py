@@ -200,7 +200,7 @@ def run_demo(args: argparse.Namespace) -> dict:
     with atomic_output_dir(output_dir, overwrite=overwrite) as work, tempfile.TemporaryDirectory() as scratch:
         steps.begin("tokenizer", "Training a character-level tokenizer on the bundled corpus")
         with open(bundled_corpus_files()["train"], encoding="utf-8") as corpus:
-            tokenizer = train_tokenizer(corpus, "char", vocab_size=None, model_max_length=setting["block_size"])
+            tokenizer = train_tokenizer(corpus, "char", vocab_size=None)
         tokenizer_dir = str(Path(scratch) / "tokenizer")
         tokenizer.save_pretrained(tokenizer_dir)
         print(f"      {len(tokenizer)} tokens (characters and <pad> <s> </s> <unk>)")
@@ -212,6 +212,10 @@ def run_demo(args: argparse.Namespace) -> dict:
             f"{max_steps} steps ({precision}, {torch.get_num_threads()} threads)",
         )
         pretrain_command.main(_pretrain_argv(setting, tokenizer_dir, str(work), max_steps, bf16, args.seed))
+        # Recorded only now: set before training, it makes the data pipeline warn about every paragraph longer
+        # than the context, which packing into blocks handles anyway.
+        tokenizer.model_max_length = setting["block_size"]
+        tokenizer.save_pretrained(str(work))
 
         steps.begin("evaluate", "Evaluating on the validation play (Much Ado About Nothing), sliding window")
         eval_args = EvaluateArguments(
