@@ -259,7 +259,7 @@ def run_finetune(
             from hf_textgen.training.seq2seq import run_seq2seq_finetune
         except ImportError:
             raise UserError("--task seq2seq is not available in this installation") from None
-        return run_seq2seq_finetune(model_args, data_args, finetune_args, training_args)
+        return run_seq2seq_finetune(model_args, data_args, finetune_args, training_args, callbacks=callbacks)
 
     setup_logging(training_args)
     if not model_args.model_name_or_path and not model_args.model_type and not model_args.config_name:
