@@ -342,6 +342,20 @@ def test_gradients_reach_every_parameter():
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, f"no gradient for {name}"
 
 
+def test_gradient_checkpointing_gives_the_same_gradients():
+    source, labels = random_ids(2, 6), random_ids(2, 5, seed=1)
+    gradients = []
+    for checkpointing in (False, True):
+        model = make_model().train()
+        if checkpointing:
+            model.activation_checkpointing_enable()
+            assert model.model.decoder.layers[0].gradient_checkpointing
+        model(input_ids=source, labels=labels).loss.backward()
+        gradients.append({name: parameter.grad for name, parameter in model.named_parameters()})
+    for name, gradient in gradients[0].items():
+        torch.testing.assert_close(gradients[1][name], gradient, msg=name)
+
+
 def test_data_collator_builds_decoder_inputs_from_labels():
     model = make_model()
 

@@ -28,6 +28,7 @@ from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
 from transformers.generation import GenerationMixin
 from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
     BaseModelOutput,
     BaseModelOutputWithPastAndCrossAttentions,
@@ -168,7 +169,7 @@ class Seq2SeqTransformerFeedForward(nn.Module):
         return self.fc2(self.activation_dropout(self.act(self.fc1(hidden_states))))
 
 
-class Seq2SeqTransformerEncoderLayer(nn.Module):
+class Seq2SeqTransformerEncoderLayer(GradientCheckpointingLayer):
     """Pre-norm encoder block: x + SelfAttn(LN(x)), then x + FFN(LN(x))."""
 
     def __init__(self, config: Seq2SeqTransformerConfig, layer_idx: int):
@@ -186,7 +187,7 @@ class Seq2SeqTransformerEncoderLayer(nn.Module):
         return hidden_states + self.dropout(self.feed_forward(self.final_layer_norm(hidden_states)))
 
 
-class Seq2SeqTransformerDecoderLayer(nn.Module):
+class Seq2SeqTransformerDecoderLayer(GradientCheckpointingLayer):
     """Pre-norm decoder block: causal self-attention, cross-attention to the encoder, feed-forward."""
 
     def __init__(self, config: Seq2SeqTransformerConfig, layer_idx: int):
@@ -365,7 +366,7 @@ class Seq2SeqTransformerPreTrainedModel(PreTrainedModel):
     config: Seq2SeqTransformerConfig
     base_model_prefix = "model"
     main_input_name = "input_ids"
-    supports_gradient_checkpointing = False
+    supports_gradient_checkpointing = True
     _no_split_modules = ["Seq2SeqTransformerEncoderLayer", "Seq2SeqTransformerDecoderLayer"]
     _supports_sdpa = True
     _supports_flash_attn = False
