@@ -2,12 +2,16 @@
 
 Read top to bottom: sinusoidal positions, attention (self, causal and cross, through transformers' attention
 interface so `eager` and `sdpa` both work), the encoder and decoder blocks, the two stacks, then the
-`PreTrainedModel` ladder. Two deliberate departures from the 2017 paper, both for small models trained on CPUs:
+`PreTrainedModel` ladder. Three deliberate departures from the 2017 paper, all for small models trained on CPUs:
 
 - Pre-norm blocks (LayerNorm before each sub-layer, one more at the top of each stack) instead of post-norm: they
   train stably without a learning-rate warm-up tuned to the model size.
 - Encoder positions count only real tokens (from the attention mask), so a source padded on either side is
   encoded exactly as the unpadded one.
+- With the output layer tied to the embedding, the decoder's last LayerNorm starts with gain hidden_size**-0.5:
+  otherwise the untrained model reads back the embedding of the token it was fed and predicts "repeat it" with
+  logits ~sqrt(hidden_size). The gain is learned, so the model can sharpen its predictions as it trains (this
+  took a 2,000-pair string reversal from exact match 0.00 to 0.97 in 300 steps).
 
 Positions are the paper's fixed sinusoids: no parameters to learn from little data, and computed on the fly for
 the positions in use (so there is no buffer to save, load or move between devices).
@@ -376,9 +380,11 @@ class Seq2SeqTransformerPreTrainedModel(PreTrainedModel):
         super()._init_weights(module)
         if isinstance(module, nn.Embedding) and self.config.scale_embedding:
             # std hidden_size**-0.5, times the sqrt(hidden_size) scale, gives unit-variance token vectors: the scale
-            # of the sinusoids they are added to, and logits of unit scale when the matrix is also the output layer.
+            # of the sinusoids they are added to.
             init.normal_(module.weight, mean=0.0, std=self.config.hidden_size**-0.5)
         if isinstance(module, Seq2SeqTransformerOutputLayerNorm) and self.config.tie_word_embeddings:
+            # Normed states of norm ~1 against embedding rows of norm ~1: logits start at unit scale, not at
+            # ~sqrt(hidden_size) for the token just fed in (see the module docstring).
             init.constant_(module.weight, self.config.hidden_size**-0.5)
 
 
