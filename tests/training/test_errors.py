@@ -115,3 +115,8 @@ def test_streaming_needs_max_steps(tmp_path, base_argv, capsys):
     argv = ["pretrain", *base_argv, "--model_type", "rnn", "--streaming"]
     argv[argv.index("--max_steps") + 1] = "-1"
     _assert_clean_failure(argv, tmp_path / "out", capsys, "--max_steps")
+
+
+def test_missing_model_folder(tmp_path, base_argv, capsys):
+    argv = ["finetune", "--task", "causal_lm", *base_argv, "--model_name_or_path", str(tmp_path / "no_such_model")]
+    _assert_clean_failure(argv, tmp_path / "out", capsys, "no_such_model does not exist")

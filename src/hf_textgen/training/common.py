@@ -235,6 +235,7 @@ def build_config(
     }
     source = model_args.model_name_or_path or model_args.config_name
     if source:
+        check_local_path(source, "model" if model_args.model_name_or_path else "config")
         try:
             config = AutoConfig.from_pretrained(source, **hub_kwargs)
         except (OSError, ValueError) as error:
@@ -278,8 +279,15 @@ def special_token_ids(tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def check_local_path(name_or_path: str, what: str) -> None:
+    """A name written as a path (`/x`, `./x`, `~/x`) must exist; otherwise the Hub would be asked for it."""
+    if name_or_path.startswith(("/", ".", "~")) and not Path(name_or_path).expanduser().exists():
+        raise UserError(f"{what} {name_or_path} does not exist; give an existing folder or a Hub id")
+
+
 def load_tokenizer(name_or_path: str, model_args: ModelArguments) -> PreTrainedTokenizerBase:
     """Load a tokenizer folder or Hub id; give it a padding token if it has none (batches need one)."""
+    check_local_path(name_or_path, "tokenizer")
     try:
         tokenizer = AutoTokenizer.from_pretrained(
             name_or_path,

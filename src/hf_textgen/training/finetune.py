@@ -37,6 +37,7 @@ from hf_textgen.errors import UserError
 from hf_textgen.training.arguments import FinetuneArguments, ModelArguments, TrainingArguments
 from hf_textgen.training.common import (
     build_config,
+    check_local_path,
     check_tokenizer_fits,
     check_training_args,
     load_tokenizer,
@@ -268,6 +269,8 @@ def run_finetune(
     resume_from = resolve_resume_checkpoint(training_args) if training_args.do_train else None
     set_seed(training_args.seed)
 
+    if model_args.model_name_or_path:
+        check_local_path(model_args.model_name_or_path, "--model_name_or_path")
     tokenizer_source = model_args.tokenizer_name or resume_from or model_args.model_name_or_path
     if not tokenizer_source:
         raise UserError(f"--task {task} from scratch needs a tokenizer: pass --tokenizer_name")

@@ -24,6 +24,7 @@ from hf_textgen.errors import UserError
 from hf_textgen.training.arguments import ModelArguments, TrainingArguments
 from hf_textgen.training.common import (
     build_config,
+    check_local_path,
     check_tokenizer_fits,
     check_training_args,
     load_tokenizer,
@@ -137,6 +138,8 @@ def run_pretrain(
         raw_datasets = load_raw_datasets(data_args, cache_dir=model_args.cache_dir)
 
     # A resumed run reads the tokenizer and config it started with from its checkpoint, so nothing drifts.
+    if model_args.model_name_or_path:
+        check_local_path(model_args.model_name_or_path, "--model_name_or_path")
     trained_tokenizer = False
     tokenizer_source = model_args.tokenizer_name or (resume_from if resume_from else model_args.model_name_or_path)
     if tokenizer_source:
