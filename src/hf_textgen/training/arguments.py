@@ -149,11 +149,14 @@ class Seq2SeqTrainingArguments(transformers.Seq2SeqTrainingArguments):
 
 
 def _accelerator_available() -> bool:
+    """Whether torch sees a GPU-like device (CUDA/ROCm, Intel XPU, Apple MPS, Ascend NPU)."""
     import torch
 
-    if torch.cuda.is_available():
+    if torch.cuda.is_available() or torch.backends.mps.is_available():
         return True
-    return bool(getattr(torch, "xpu", None) and torch.xpu.is_available())
+    return any(
+        getattr(torch, name, None) is not None and getattr(torch, name).is_available() for name in ("xpu", "npu")
+    )
 
 
 def _read_config_file(path: str) -> dict[str, Any]:
