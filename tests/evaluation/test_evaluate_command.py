@@ -16,14 +16,13 @@ from hf_textgen import (
     TransformerForCausalLM,
 )
 from hf_textgen.cli import main as cli_main
+from hf_textgen.data import DataArguments, load_raw_datasets
 
 # One paragraph (one document) of a few hundred characters: short enough for one window of the tiny Transformer.
 PARAGRAPH = (
     "BENEDICK. Is it possible disdain should die while she hath such meet food to feed it as Signior Benedick? "
     "Courtesy itself must convert to disdain, if you come in her presence."
 )
-# The data pipeline keeps the paragraph's line break; each document is then followed by EOS.
-DOCUMENT = PARAGRAPH + "\n"
 
 
 def _save(model, tokenizer_path, folder):
@@ -70,16 +69,24 @@ def paragraph_file(tmp_path_factory):
     return str(path)
 
 
+@pytest.fixture(scope="module")
+def document(paragraph_file):
+    """The one document the shared data pipeline reads from `paragraph_file` (evaluate appends EOS to it)."""
+    (text,) = load_raw_datasets(DataArguments(validation_file=paragraph_file))["validation"]["text"]
+    assert text.strip() == PARAGRAPH
+    return text
+
+
 def _evaluate(argv, output_dir):
     assert cli_main(["evaluate", *argv, "--output_dir", str(output_dir)]) == 0
     return json.loads((output_dir / "eval_results.json").read_text())
 
 
-def test_one_window_equals_a_plain_forward_pass(transformer_dir, paragraph_file, tiny_tokenizer, tmp_path):
+def test_one_window_equals_a_plain_forward_pass(transformer_dir, paragraph_file, document, tiny_tokenizer, tmp_path):
     results = _evaluate(["--model_name_or_path", transformer_dir, "--validation_file", paragraph_file], tmp_path)
 
     # Independent: the document followed by EOS, one forward pass, the model's own mean loss.
-    ids = tiny_tokenizer(DOCUMENT, add_special_tokens=False)["input_ids"] + [tiny_tokenizer.eos_token_id]
+    ids = tiny_tokenizer(document, add_special_tokens=False)["input_ids"] + [tiny_tokenizer.eos_token_id]
     assert len(ids) < 256
     model = TransformerForCausalLM.from_pretrained(transformer_dir).eval()
     with torch.no_grad():
@@ -90,16 +97,18 @@ def test_one_window_equals_a_plain_forward_pass(transformer_dir, paragraph_file,
     assert results["perplexity"] == pytest.approx(math.exp(loss), rel=1e-4)
     assert results["num_words"] == len(PARAGRAPH.split())
     assert results["word_perplexity"] == pytest.approx(math.exp(total_nll / len(PARAGRAPH.split())), rel=1e-4)
-    assert results["num_characters"] == len(DOCUMENT) + 1
-    assert results["loss_per_character"] == pytest.approx(total_nll / (len(DOCUMENT) + 1), rel=1e-4)
+    assert results["num_characters"] == len(document) + 1
+    assert results["loss_per_character"] == pytest.approx(total_nll / (len(document) + 1), rel=1e-4)
 
 
-def test_rnn_stride_equal_to_block_size_is_manual_chunking(rnn_dir, paragraph_file, tiny_tokenizer, tmp_path):
+def test_rnn_stride_equal_to_block_size_is_manual_chunking(
+    rnn_dir, paragraph_file, document, tiny_tokenizer, tmp_path
+):
     block_size = 16
     argv = ["--model_name_or_path", rnn_dir, "--validation_file", paragraph_file, "--block_size", str(block_size)]
     results = _evaluate(argv, tmp_path)
 
-    ids = tiny_tokenizer(DOCUMENT, add_special_tokens=False)["input_ids"] + [tiny_tokenizer.eos_token_id]
+    ids = tiny_tokenizer(document, add_special_tokens=False)["input_ids"] + [tiny_tokenizer.eos_token_id]
     model = RNNForCausalLM.from_pretrained(rnn_dir).eval()
     total_nll, total_tokens = 0.0, 0
     with torch.no_grad():
