@@ -1,0 +1,64 @@
+"""Argument parsing: flags and JSON files read alike, command defaults, typed --config_overrides."""
+
+import json
+
+import pytest
+import torch
+
+from hf_textgen.data import DataArguments
+from hf_textgen.errors import UserError
+from hf_textgen.models import RNNConfig, TransformerConfig
+from hf_textgen.training.arguments import ModelArguments, TrainingArguments, parse_arguments
+from hf_textgen.training.common import build_config, parse_config_overrides
+from hf_textgen.training.pretrain import PRETRAIN_DEFAULTS
+
+TYPES = (ModelArguments, DataArguments, TrainingArguments)
+
+
+def test_json_file_and_flags_parse_alike(tmp_path):
+    values = {"output_dir": str(tmp_path / "out"), "model_type": "rnn", "max_steps": 7, "train_file": ["a.txt"]}
+    path = tmp_path / "args.json"
+    path.write_text(json.dumps(values), encoding="utf-8")
+    from_file = parse_arguments(TYPES, [str(path)], defaults=PRETRAIN_DEFAULTS)
+    flags = ["--output_dir", values["output_dir"], "--model_type", "rnn", "--max_steps", "7", "--train_file", "a.txt"]
+    from_flags = parse_arguments(TYPES, flags, defaults=PRETRAIN_DEFAULTS)
+    for parsed in (from_file, from_flags):
+        model_args, data_args, training_args = parsed
+        assert model_args.resolved_model_type == "hf_textgen_rnn"
+        assert data_args.train_file == ["a.txt"]
+        assert training_args.max_steps == 7
+        assert training_args.learning_rate == PRETRAIN_DEFAULTS["learning_rate"]  # the command's default
+        assert training_args.do_train and training_args.do_eval
+        if not torch.cuda.is_available():
+            assert training_args.use_cpu  # real gloo DDP under torchrun, and --bf16 allowed
+
+
+def test_flags_win_over_command_defaults(tmp_path):
+    argv = ["--output_dir", str(tmp_path), "--learning_rate", "0.5", "--do_train", "false"]
+    _, _, training_args = parse_arguments(TYPES, argv, defaults=PRETRAIN_DEFAULTS)
+    assert training_args.learning_rate == 0.5
+    assert not training_args.do_train
+
+
+def test_output_dir_is_required():
+    with pytest.raises(UserError, match="--output_dir"):
+        parse_arguments(TYPES, ["--model_type", "rnn"])
+
+
+def test_config_overrides_are_typed():
+    values = parse_config_overrides("hidden_size=48,dropout=0.1,cell_type=gru,tie_word_embeddings=false", RNNConfig())
+    assert values == {"hidden_size": 48, "dropout": 0.1, "cell_type": "gru", "tie_word_embeddings": False}
+    with pytest.raises(UserError, match="hidden_size=big"):
+        parse_config_overrides("hidden_size=big", RNNConfig())
+    with pytest.raises(UserError, match="name=value"):
+        parse_config_overrides("hidden_size", RNNConfig())
+
+
+def test_from_scratch_config_takes_preset_tokenizer_ids_then_overrides():
+    model_args = ModelArguments(model_type="transformer", config_overrides="num_hidden_layers=2")
+    config, from_pretrained = build_config(model_args, vocab_size=300, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    assert isinstance(config, TransformerConfig) and not from_pretrained
+    assert (config.hidden_size, config.num_hidden_layers, config.vocab_size, config.pad_token_id) == (256, 2, 300, 0)
+    bad = ModelArguments(model_type="transformer", config_overrides="hidden_size=250,num_attention_heads=3")
+    with pytest.raises(UserError, match="invalid model config"):
+        build_config(bad, vocab_size=300)
