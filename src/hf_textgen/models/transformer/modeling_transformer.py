@@ -150,6 +150,13 @@ def rotary_qkv(
     qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, num_heads: int, num_key_value_heads: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Queries (B, T, H, D) and keys (B, T, K, D) rotated by RoPE, and values (B, T, K, D), from (B, T, H+2K, D)."""
+    if torch.compiler.is_compiling():
+        # Dynamo rejects `out=` views; the compiler fuses the plain formula into one kernel anyway.
+        query_key, value = qkv.split([num_heads + num_key_value_heads, num_key_value_heads], dim=2)
+        first, second = query_key.chunk(2, dim=-1)
+        query_key = torch.cat((first * cos - second * sin, second * cos + first * sin), dim=-1)
+        query, key = query_key.split([num_heads, num_key_value_heads], dim=2)
+        return query, key, value
     if torch.is_grad_enabled() and qkv.requires_grad:
         return _RotaryQKV.apply(qkv, cos, sin, num_heads, num_key_value_heads)
     # Inference: the same rotation, values stay a view of the projection (nothing to copy).
@@ -627,6 +634,7 @@ class TransformerForCausalLM(TransformerPreTrainedModel, GenerationMixin):
             and self.training
             and torch.is_grad_enabled()
             and not hasattr(self, "_loss_function")  # a user-set loss function needs the logits
+            and not torch.compiler.is_compiling()  # the compiler fuses the plain head + loss itself
         ):
             # A training step only needs the loss: skip the (B, T, V) logits and compute it chunk by chunk.
             loss = linear_cross_entropy(hidden_states, self.lm_head.weight, labels, **kwargs)
