@@ -17,6 +17,7 @@ from hf_textgen import (
     TransformerForCausalLM,
 )
 from hf_textgen.cli import main as cli_main
+from hf_textgen.data import train_tokenizer
 from hf_textgen.generation import (
     default_generation_settings,
     load_model_and_tokenizer,
@@ -286,3 +287,15 @@ def test_missing_or_mismatched_tokenizer_is_one_clear_line(tiny_tokenizer, tiny_
     assert cli_main(["generate", *argv]) == 2
     err = capsys.readouterr().err
     assert "512 tokens" in err and "only 300" in err
+
+
+def test_prompt_outside_a_character_vocabulary_is_shown_verbatim(tmp_path, capsys):
+    # A character-level model trained on English reads Chinese as <unk>: the user still sees their prompt.
+    tokenizer = train_tokenizer(iter(["To be, or not to be: that is the question.\n"] * 3), "char", vocab_size=None)
+    model = _build("transformer", tokenizer)
+    set_default_generation_config(model, tokenizer, max_new_tokens=8)
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    out, err = _generate(capsys, "--model_name_or_path", str(tmp_path), "--prompt", CHINESE + " to be", "--seed", "0")
+    assert out.startswith(CHINESE + " to be")
+    assert f"{len(CHINESE)} prompt token(s) are not in the model's vocabulary" in err

@@ -122,6 +122,11 @@ def _generation_config(model, tokenizer, args: argparse.Namespace) -> Generation
         value = getattr(args, name)
         if value is not None:
             setattr(config, name, value)
+    if not config.do_sample:
+        # The model's saved sampling knobs mean nothing to greedy / beam decoding; dropping them spares a warning.
+        for name in ("temperature", "top_k", "top_p"):
+            if getattr(args, name) is None:
+                setattr(config, name, None)
     limit = max_positions(model.config)
     if config.max_new_tokens is None:
         config.max_new_tokens = FALLBACK_MAX_NEW_TOKENS
@@ -144,6 +149,28 @@ def _generation_config(model, tokenizer, args: argparse.Namespace) -> Generation
     except ValueError as error:
         raise UserError(f"bad generation settings: {str(error).strip().splitlines()[0]}") from None
     return config
+
+
+class ContinuationStreamer(TextStreamer):
+    """Streams what a causal LM adds to a prompt that the caller has already printed.
+
+    The prompt's tokens stay in the decoding context, so the first new token decodes with the right spacing, but
+    they are not printed again. Like `TextStreamer`, it holds back a multi-byte character that a byte-level token
+    has only begun, so nothing half-decoded reaches the terminal.
+    """
+
+    def put(self, value):
+        if self.next_tokens_are_prompt:
+            self.next_tokens_are_prompt = False
+            self.token_cache = (value[0] if value.dim() > 1 else value).tolist()
+            self.print_len = len(self.tokenizer.decode(self.token_cache, **self.decode_kwargs))
+            return
+        super().put(value)
+
+
+def _count_unknown(tokenizer, token_ids: list[int]) -> int:
+    unk_token_id = tokenizer.unk_token_id
+    return 0 if unk_token_id is None else token_ids.count(unk_token_id)
 
 
 def _read_prompt(args: argparse.Namespace) -> str:
@@ -187,25 +214,45 @@ def main(argv: list[str] | None = None) -> int:
             f"cut, keeping the last {prepared.input_ids.shape[1]}",
             file=sys.stderr,
         )
+    unknown = _count_unknown(tokenizer, prepared.input_ids[0].tolist())
+    if unknown:
+        print(
+            f"warning: {unknown} prompt token(s) are not in the model's vocabulary and were read as "
+            f"{tokenizer.unk_token}",
+            file=sys.stderr,
+        )
     _utf8_safe_stdout()
     is_encoder_decoder = model.config.is_encoder_decoder
+    prompt_ids = prepared.input_ids[0].tolist()
+    # A causal LM's output starts with the prompt: show the user's own text, not its decoding, which loses any
+    # character the vocabulary lacks. A cut prompt shows what was kept.
+    shown_prompt = tokenizer.decode(prompt_ids, skip_special_tokens=True).lstrip("\ufffd")
+    if not prepared.num_dropped:
+        shown_prompt = prompt
     # Streaming shows one sequence as it grows: impossible with several beams or several sequences.
     stream = (generation_config.num_beams or 1) == 1 and (generation_config.num_return_sequences or 1) == 1
-    streamer = TextStreamer(tokenizer, skip_prompt=is_encoder_decoder, skip_special_tokens=True) if stream else None
+    streamer = None
+    if stream and is_encoder_decoder:
+        streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    elif stream:
+        streamer = ContinuationStreamer(tokenizer, skip_special_tokens=True)
+        print(shown_prompt, end="", flush=True)
     if args.seed is not None:
         set_seed(args.seed)
+    # Replacing (not passing) the config: generate() would fill the knobs dropped above back in from the model's.
+    model.generation_config = generation_config
     try:
         outputs = model.generate(
-            input_ids=prepared.input_ids,
-            attention_mask=prepared.attention_mask,
-            generation_config=generation_config,
-            streamer=streamer,
+            input_ids=prepared.input_ids, attention_mask=prepared.attention_mask, streamer=streamer
         )  # (num_return_sequences, length)
     except ValueError as error:
         raise UserError(f"generation failed: {str(error).strip().splitlines()[0]}") from None
     if stream:
         return 0
     texts = tokenizer.batch_decode(outputs, skip_special_tokens=True)
+    if not is_encoder_decoder:
+        decoded_prompt_length = len(tokenizer.decode(prompt_ids, skip_special_tokens=True))
+        texts = [shown_prompt + text[decoded_prompt_length:] for text in texts]
     for index, text in enumerate(texts, start=1):
         if len(texts) > 1:
             print(f"--- sequence {index} of {len(texts)} ---")
