@@ -79,12 +79,23 @@ def write_model_card(output_dir: str | os.PathLike, **kwargs: Any) -> None:
         logger.warning("could not write the model card: %s", error)
 
 
+def push_to_hub(trainer) -> None:
+    """Push the finished folder in one commit with our model card (`hf_textgen.hub.push.push_training_output`).
+
+    The Trainer's own final push would replace the card with its generic one and upload the pickled arguments.
+    """
+    from hf_textgen.hub.push import push_training_output
+
+    result = push_training_output(trainer)
+    logger.info("pushed %s to %s", trainer.args.output_dir, result.repo_url)
+
+
 def finish(trainer, train_metrics: dict[str, float] | None, eval_metrics: dict[str, float] | None, **card) -> None:
     """Save the final model folder as the transformers examples do, plus the loss plot and the model card.
 
     `trainer.save_model` writes weights (safetensors), config with `auto_map`, the model code, the tokenizer and
     the generation config; `save_metrics` writes `train_results.json` / `eval_results.json` / `all_results.json`;
-    `save_state` writes `trainer_state.json`.
+    `save_state` writes `trainer_state.json`. With `--push_to_hub` the finished folder is then pushed in one commit.
     """
     output_dir = trainer.args.output_dir
     if train_metrics is not None:
@@ -93,7 +104,8 @@ def finish(trainer, train_metrics: dict[str, float] | None, eval_metrics: dict[s
         config = getattr(trainer.model, "config", None)
         if config is not None and hasattr(config, "use_cache") and trainer.model.can_generate():
             config.use_cache = True
-        trainer.save_model()
+        # _internal_call: no push from here; with --push_to_hub the complete folder is pushed once, below.
+        trainer.save_model(_internal_call=True)
         trainer.log_metrics("train", train_metrics)
         trainer.save_metrics("train", train_metrics)
         trainer.save_state()
@@ -106,6 +118,8 @@ def finish(trainer, train_metrics: dict[str, float] | None, eval_metrics: dict[s
             logger.info("loss curves written to %s", plot)
         if train_metrics is not None:
             write_model_card(output_dir, **card)
+            if trainer.args.push_to_hub:
+                push_to_hub(trainer)
 
 
 def weights_sha256(model: torch.nn.Module) -> str:
