@@ -227,6 +227,26 @@ def test_eager_and_sdpa_give_the_same_logits():
     torch.testing.assert_close(attentions[0].sum(-1), torch.ones(2, 4, 9))
 
 
+def test_eager_and_sdpa_generate_the_same_tokens():
+    input_ids, attention_mask = left_padded([7, 3])
+    kwargs = {"attention_mask": attention_mask, "max_new_tokens": 8, "do_sample": False, "pad_token_id": 0}
+    sdpa = make_model().generate(input_ids, **kwargs)
+    assert torch.equal(make_model(attn_implementation="eager").generate(input_ids, **kwargs), sdpa)
+    assert torch.equal(make_model().generate(input_ids[:1], max_new_tokens=8, do_sample=False)[0], sdpa[0])
+
+
+def test_hidden_dropout_acts_only_in_training():
+    model = make_model(hidden_dropout=0.5)
+    input_ids = random_ids(2, 8)
+    with torch.no_grad():
+        assert torch.equal(model(input_ids).logits, model(input_ids).logits)
+        model.train()
+        torch.manual_seed(0)
+        first = model.model(input_ids).last_hidden_state
+        torch.manual_seed(1)
+        assert not torch.equal(first, model.model(input_ids).last_hidden_state)
+
+
 @pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
 def test_static_cache_generation_equals_dynamic(attn_implementation):
     model = make_model(attn_implementation=attn_implementation)
