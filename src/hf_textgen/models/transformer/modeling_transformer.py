@@ -6,10 +6,11 @@ optional grouped-query attention), so weights convert both ways (`convert_llama_
 
 * one fused QKV projection and one fused gate/up projection: one matmul instead of three (two), and under bf16
   autocast the normalised activations are cast once instead of three (two) times;
-* rotary embeddings applied to queries and keys together, in the projection's own memory layout, with
-  half-width cos/sin computed once per forward;
-* `F.rms_norm` (one fused kernel) instead of five element-wise ops;
+* rotary embeddings written in place into the query/key halves (no `rotate_half` copy, no concatenation), with a
+  custom backward that writes the q/k/v gradients into one buffer; half-width cos/sin computed once per forward;
 * no attention mask is built when SDPA's causal path (or no mask at all, for a one-token decode step) is exact;
+* in training with labels, the LM head and the cross-entropy run in row chunks that give the loss and its
+  gradients together, so the (batch, seq_len, vocab) fp32 logits are never materialised;
 * no per-call output-capturing hooks or decorators on the hot path.
 
 This file imports only torch, transformers and its sibling config, so it travels to the Hub as remote code.
@@ -49,7 +50,7 @@ class TransformerRMSNorm(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         if hidden_states.dtype == torch.float32 and self.weight.dtype == torch.float32:
-            # One fused kernel instead of pow/mean/add/rsqrt/mul/mul.
+            # torch's RMSNorm (a fused kernel where the backend has one), same maths as Llama's six ops.
             return F.rms_norm(hidden_states, self.weight.shape, self.weight, self.variance_epsilon)
         # Low-precision activations: normalise in fp32, round once, then scale (Llama's order of operations).
         normed = F.rms_norm(hidden_states.float(), self.weight.shape, None, self.variance_epsilon)
@@ -304,10 +305,10 @@ class TransformerDecoderLayer(GradientCheckpointingLayer):
 class _LinearCrossEntropy(torch.autograd.Function):
     """Sum of token cross-entropies of `hidden @ weight.T` without materialising the (N, V) logits.
 
-    The rows are processed in chunks small enough to stay in cache: each chunk's logits give its loss and,
-    right away, the gradients of the loss with respect to the hidden states and the head weight (softmax minus
-    one-hot), which backward only has to scale. Same matmuls as the plain head + `cross_entropy`, but no 4-byte
-    (N, V) tensors written, zero-filled and read back several times; at small widths that traffic dominates.
+    The rows are processed in chunks of about 4M logits: each chunk's logits give its loss and, right away, the
+    gradients of the loss with respect to the hidden states and the head weight (softmax minus one-hot), which
+    backward only has to scale. Same matmuls as the plain head + `cross_entropy`, but no fp32 (N, V) tensors
+    written, zero-filled and read back several times (freshly allocated, they also cost page faults).
     """
 
     @staticmethod
