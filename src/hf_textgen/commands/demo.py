@@ -139,6 +139,10 @@ class _Steps:
         return time.perf_counter() - self.start
 
 
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
 def _check_output_dir(path: Path, overwrite: bool) -> bool:
     """Whether an existing `path` may be replaced: an earlier demo run, or `--overwrite_output_dir`."""
     if not path.exists():
@@ -209,7 +213,7 @@ def run_demo(args: argparse.Namespace) -> dict:
         steps.begin(
             "pretrain",
             f"Pretraining a {setting['num_hidden_layers']}-layer, {setting['hidden_size']}-wide Transformer for "
-            f"{max_steps} steps ({precision}, {torch.get_num_threads()} threads)",
+            f"{max_steps} steps ({precision}, {_plural(torch.get_num_threads(), 'thread')})",
         )
         pretrain_command.main(_pretrain_argv(setting, tokenizer_dir, str(work), max_steps, bf16, args.seed))
         # Recorded only now: set before training, it makes the data pipeline warn about every paragraph longer
