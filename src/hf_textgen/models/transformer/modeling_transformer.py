@@ -675,12 +675,9 @@ class TransformerForCausalLM(TransformerPreTrainedModel, GenerationMixin):
         """
         config = TransformerConfig.from_llama_config(llama_model.config, **config_overrides)
         model = cls(config)
-        state_dict = convert_llama_state_dict(llama_model.state_dict(), config)
-        if config.tie_word_embeddings:
-            state_dict.pop("lm_head.weight", None)
         param = next(llama_model.parameters())
         model.to(device=param.device, dtype=param.dtype)
-        model.load_state_dict(state_dict, strict=not config.tie_word_embeddings)
+        _load_converted(model, convert_llama_state_dict(llama_model.state_dict(), config))
         return model.eval()
 
     def to_llama(self, **config_overrides) -> nn.Module:
@@ -697,11 +694,18 @@ class TransformerForCausalLM(TransformerPreTrainedModel, GenerationMixin):
         llama = LlamaForCausalLM(self.config.to_llama_config(**config_overrides))
         param = next(self.parameters())
         llama.to(device=param.device, dtype=param.dtype)
-        state_dict = convert_to_llama_state_dict(self.state_dict(), self.config)
-        if llama.config.tie_word_embeddings:
-            state_dict.pop("lm_head.weight", None)
-        llama.load_state_dict(state_dict, strict=not llama.config.tie_word_embeddings)
+        _load_converted(llama, convert_to_llama_state_dict(self.state_dict(), self.config))
         return llama.eval()
+
+
+def _load_converted(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
+    """Loads a converted state dict; only a tied LM head may be absent from it or redundant in it."""
+    if model.config.tie_word_embeddings:
+        state_dict = {key: value for key, value in state_dict.items() if key != "lm_head.weight"}
+    missing, unexpected = model.load_state_dict(state_dict, strict=False)
+    missing = [key for key in missing if not (key == "lm_head.weight" and model.config.tie_word_embeddings)]
+    if missing or unexpected:
+        raise ValueError(f"Converted weights do not fit the model: missing {missing}, unexpected {unexpected}.")
 
 
 class TransformerForSequenceClassification(TransformerPreTrainedModel):
