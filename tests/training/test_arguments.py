@@ -62,3 +62,9 @@ def test_from_scratch_config_takes_preset_tokenizer_ids_then_overrides():
     bad = ModelArguments(model_type="transformer", config_overrides="hidden_size=250,num_attention_heads=3")
     with pytest.raises(UserError, match="invalid model config"):
         build_config(bad, vocab_size=300)
+
+
+def test_dataclasses_without_training_arguments_parse():
+    # The implied --use_cpu belongs to TrainingArguments only; other commands share the parser.
+    (data_args,) = parse_arguments((DataArguments,), ["--block_size", "32"])
+    assert data_args.block_size == 32

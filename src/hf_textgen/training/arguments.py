@@ -211,9 +211,10 @@ def parse_arguments(
             raise UserError(f"unrecognised argument(s): {' '.join(extra)} (see --help)")
         values = vars(namespace)
     # On a machine without an accelerator, say --use_cpu for the user: transformers refuses --bf16 without it
-    # (though bf16 autocast on the CPU is exactly what is asked for; AMX makes it fast), and under torchrun it is
+    # (though bf16 autocast on the CPU is exactly what is asked for), and under torchrun it is
     # what makes the Trainer run real gloo data parallelism instead of N independent copies.
-    if not _accelerator_available():
+    takes_use_cpu = any("use_cpu" in dtype.__dataclass_fields__ for dtype in dataclass_types)
+    if takes_use_cpu and not _accelerator_available():
         values["use_cpu"] = True
     if any("output_dir" in dtype.__dataclass_fields__ for dtype in dataclass_types) and not values.get("output_dir"):
         raise UserError("--output_dir is required: the folder that receives checkpoints and the final model")
