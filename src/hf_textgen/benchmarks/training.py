@@ -89,6 +89,8 @@ def run_training(
             models = {name: model.to(device).train() for name, model in build_pair(shape, shape.seq_len).items()}
             steps = {name: make_training_step(model, input_ids, dtype, device) for name, model in models.items()}
             if torch_compile:
+                # The compiled module shares the eager one's parameters (one more optimizer on them): the work per
+                # step is the same, and ours and Llama stay in lockstep because both get the same extra updates.
                 for name, model in models.items():
                     compiled = torch.compile(model)
                     steps[f"{name}_compiled"] = make_training_step(compiled, input_ids, dtype, device)
