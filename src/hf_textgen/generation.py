@@ -212,7 +212,7 @@ def prepare_prompt(
     """
     if not prompt or not prompt.strip():
         raise UserError("the prompt is empty; pass --prompt TEXT or pipe the text on standard input")
-    ids = tokenizer(prompt)["input_ids"]
+    ids = tokenizer(prompt, verbose=False)["input_ids"]  # the cut below handles length
     if not ids:
         raise UserError("the prompt tokenizes to nothing; pass a longer --prompt")
     limit = max_positions(model.config)

@@ -65,7 +65,7 @@ def tokenize_datasets(
         raise UserError("the tokenizer has no eos_token to separate documents with; set one or use another tokenizer")
 
     def tokenize(batch: dict) -> dict:
-        encoded = tokenizer(batch[text_column_name], add_special_tokens=False)["input_ids"]
+        encoded = tokenizer(batch[text_column_name], add_special_tokens=False, verbose=False)["input_ids"]
         if append_eos:
             encoded = [ids + [eos_token_id] for ids in encoded]
         return {"input_ids": encoded}
