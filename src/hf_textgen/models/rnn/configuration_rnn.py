@@ -25,7 +25,8 @@ class RNNConfig(PreTrainedConfig):
             `RNNForSequenceClassification`; a causal language model cannot look at future tokens, so
             `RNNForCausalLM` refuses it.
         tie_word_embeddings (`bool`, defaults to `True`): Share the input embedding matrix with the output layer.
-        initializer_range (`float`, defaults to 0.1): Standard deviation of the normal init of embeddings and heads.
+        initializer_range (`float`, defaults to 0.1): Standard deviation of the normal init of untied heads
+            (embeddings start at unit scale, see `RNNPreTrainedModel._init_weights`).
         use_cache (`bool`, defaults to `True`): Return the recurrent state so that generation feeds one token a step.
         pad_token_id (`int`, *optional*): Padding token; also used to find the real tokens when no attention mask
             is given to `RNNForSequenceClassification`.
