@@ -68,3 +68,16 @@ def test_dataclasses_without_training_arguments_parse():
     # The implied --use_cpu belongs to TrainingArguments only; other commands share the parser.
     (data_args,) = parse_arguments((DataArguments,), ["--block_size", "32"])
     assert data_args.block_size == 32
+
+
+def test_finetune_from_scratch_defaults_to_the_pretraining_learning_rate(tmp_path):
+    from hf_textgen.commands.finetune import parse_finetune_arguments
+    from hf_textgen.training.finetune import FINETUNE_DEFAULTS
+
+    base = ["--output_dir", str(tmp_path / "out"), "--task", "seq2seq"]
+    scratch = parse_finetune_arguments([*base, "--model_type", "seq2seq"])[3]
+    assert scratch.learning_rate == PRETRAIN_DEFAULTS["learning_rate"] != FINETUNE_DEFAULTS["learning_rate"]
+    pretrained = parse_finetune_arguments([*base, "--model_name_or_path", str(tmp_path)])[3]
+    assert pretrained.learning_rate == FINETUNE_DEFAULTS["learning_rate"]
+    explicit = parse_finetune_arguments([*base, "--model_type", "seq2seq", "--learning_rate", "3e-4"])[3]
+    assert explicit.learning_rate == 3e-4
