@@ -304,6 +304,11 @@ def test_folder_that_is_not_a_model(tmp_path, capsys, monkeypatch):
     (tmp_path / "notes.txt").write_text("hello")
     assert run_command(push_main, ["--model_path", str(tmp_path), "--repo_id", "alice/x"]) == 2
     assert "no config.json" in _error_line(capsys)
+    assert run_command(push_main, ["--model_path", str(tmp_path / "notes.txt"), "--repo_id", "alice/x"]) == 2
+    assert "notes.txt is not a folder" in _error_line(capsys)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": 5}))
+    assert run_command(push_main, ["--model_path", str(tmp_path), "--repo_id", "alice/x"]) == 2
+    assert "has no model_type" in _error_line(capsys)
 
 
 def test_model_without_weights_or_tokenizer(tmp_path, capsys, monkeypatch, tiny_tokenizer_path):
@@ -331,6 +336,15 @@ def test_no_token(tmp_path, capsys, monkeypatch, tiny_tokenizer_path):
     capsys.readouterr()
     assert run_command(push_main, ["--model_path", str(folder), "--repo_id", "alice/x"]) == 2
     assert "no Hugging Face token" in _error_line(capsys)
+
+
+def test_readme_that_is_not_utf8(tmp_path, capsys, monkeypatch, tiny_tokenizer_path):
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    folder, _ = _model_folder(tmp_path, AVAILABLE[0], tiny_tokenizer_path)
+    capsys.readouterr()
+    (folder / "README.md").write_bytes(b"\xff\xfe a card in UTF-16")
+    assert run_command(push_main, ["--model_path", str(folder), "--repo_id", "alice/x"]) == 2
+    assert "README.md is not UTF-8" in _error_line(capsys)
 
 
 def test_refuses_a_folder_holding_the_token(tmp_path, capsys, monkeypatch, tiny_tokenizer_path):

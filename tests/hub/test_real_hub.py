@@ -53,7 +53,7 @@ def test_push_and_load_from_the_real_hub(tmp_path, tiny_tokenizer_path):
         push = _run(
             [str(REPO_ROOT / "scripts" / "push.py"), "--model_path", str(folder), "--repo_id", repo_id, "--private"],
             tmp_path,
-        )  # noqa: E501
+        )
         assert push.returncode == 0, push.stderr[-2000:]
         assert os.environ["HF_TOKEN"] not in push.stdout + push.stderr
         paths = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 
 import pytest
@@ -57,18 +56,7 @@ def test_trainer_push_to_hub_then_push_training_output(hub, tmp_path, tiny_token
     assert not hub.server.unhandled, hub.server.unhandled
 
 
-def _final_push_is_ours() -> bool:
-    import hf_textgen.training.results as results
-
-    return "push_training_output" in inspect.getsource(results)
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not _final_push_is_ours(),
-    reason="training.results.finish does not call hf_textgen.hub.push.push_training_output yet, so the final push "
-    "is the Trainer's (its generic card, no trainer_state.json / results)",
-)
 def test_pretrain_push_to_hub(hub, tmp_path, tiny_corpus_dir, tiny_tokenizer_path):
     argv = [
         "pretrain", "--output_dir", str(tmp_path / "out"), "--model_type", "rnn",

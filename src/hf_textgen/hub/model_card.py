@@ -16,13 +16,13 @@ import json
 import math
 import os
 import re
-import struct
 from pathlib import Path
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
+from safetensors import safe_open
 
 TEMPLATE_PATH = Path(__file__).parent / "templates" / "hf_textgen_model_card.md"
 # The template's comment line: a README carrying it was written by us and may be re-rendered.
@@ -106,13 +106,8 @@ def count_parameters(model_dir: str | os.PathLike) -> int:
     """
     total = 0
     for path in sorted(Path(model_dir).glob("*.safetensors")):
-        with path.open("rb") as handle:
-            # safetensors layout: 8-byte little-endian header length, then a JSON header of tensor shapes.
-            (header_len,) = struct.unpack("<Q", handle.read(8))
-            header = json.loads(handle.read(header_len))
-        for name, info in header.items():
-            if name != "__metadata__":
-                total += math.prod(info["shape"])
+        with safe_open(path, framework="pt") as weights:  # shapes only: no tensor is read
+            total += sum(math.prod(weights.get_slice(name).get_shape()) for name in weights.keys())  # noqa: SIM118
     return total
 
 

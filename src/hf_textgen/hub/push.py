@@ -78,7 +78,8 @@ def check_model_folder(model_path: str | os.PathLike) -> dict:
     """
     folder = Path(model_path)
     if not folder.is_dir():
-        raise UserError(f"model folder {folder} does not exist; pass the --output_dir of a training run")
+        problem = "is not a folder" if folder.exists() else "does not exist"
+        raise UserError(f"model folder {folder} {problem}; pass the --output_dir of a training run")
     try:
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -88,7 +89,7 @@ def check_model_folder(model_path: str | os.PathLike) -> dict:
         ) from None
     except (OSError, ValueError) as error:
         raise UserError(f"{folder / 'config.json'} is not readable JSON ({error})") from None
-    if not isinstance(config, dict) or "model_type" not in config:
+    if not isinstance(config, dict) or not isinstance(config.get("model_type"), str):
         raise UserError(f"{folder / 'config.json'} has no model_type; re-save the model with save_pretrained")
     if not any((folder / name).is_file() for name in WEIGHT_FILES):
         raise UserError(
@@ -117,7 +118,10 @@ def check_model_folder(model_path: str | os.PathLike) -> dict:
 def _card_text(folder: Path, repo_id: str, card_fields: dict[str, Any]) -> tuple[str | None, bool]:
     """The README to upload, and whether we rendered it. A hand-written card is kept as it is."""
     readme = folder / "README.md"
-    existing = readme.read_text(encoding="utf-8") if readme.is_file() else None
+    try:
+        existing = readme.read_text(encoding="utf-8") if readme.is_file() else None
+    except UnicodeDecodeError:
+        raise UserError(f"{readme} is not UTF-8 text; save the model card as UTF-8 or remove it") from None
     ours = existing is None or CARD_MARKER in existing or "generated_from_trainer" in existing
     if not ours:
         return existing, False
