@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import json
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -286,44 +287,45 @@ def run_benchmarks(settings: BenchSettings, output_dir: Path, log: Callable[[str
     seconds = {}
     common = {"device": device, "seed": settings.seed, "log": log}
 
+    @contextlib.contextmanager
+    def timed(name: str, title: str) -> Iterator[None]:
+        log(f"[{title}]")
+        start = time.perf_counter()
+        yield
+        seconds[name] = time.perf_counter() - start
+
     if _wants(settings, "training", "mfu"):
-        start = time.perf_counter()
-        log("[training + MFU]")
-        comparisons["training"] = run_training(
-            settings.shapes,
-            list(settings.dtypes),
-            settings.train_repeats,
-            settings.train_warmup,
-            settings.gemm_size,
-            settings.torch_compile,
-            **common,
-        )
-        seconds["training"] = time.perf_counter() - start
+        with timed("training", "training + MFU"):
+            comparisons["training"] = run_training(
+                settings.shapes,
+                list(settings.dtypes),
+                settings.train_repeats,
+                settings.train_warmup,
+                settings.gemm_size,
+                settings.torch_compile,
+                **common,
+            )
     if _wants(settings, "generation"):
-        start = time.perf_counter()
-        log("[generation]")
-        comparisons["generation"] = run_generation(
-            settings.generation_shapes,
-            list(settings.generation_batch_sizes),
-            settings.prompt_len,
-            settings.new_tokens,
-            settings.generation_repeats,
-            settings.generation_warmup,
-            **common,
-        )
-        seconds["generation"] = time.perf_counter() - start
+        with timed("generation", "generation"):
+            comparisons["generation"] = run_generation(
+                settings.generation_shapes,
+                list(settings.generation_batch_sizes),
+                settings.prompt_len,
+                settings.new_tokens,
+                settings.generation_repeats,
+                settings.generation_warmup,
+                **common,
+            )
     if _wants(settings, "context"):
-        start = time.perf_counter()
-        log("[context growth]")
-        comparisons["context"] = run_context_growth(
-            settings.context_shape,
-            list(settings.context_lengths),
-            settings.context_new_tokens,
-            settings.context_repeats,
-            warmup=1,
-            **common,
-        )
-        seconds["context"] = time.perf_counter() - start
+        with timed("context", "context growth"):
+            comparisons["context"] = run_context_growth(
+                settings.context_shape,
+                list(settings.context_lengths),
+                settings.context_new_tokens,
+                settings.context_repeats,
+                warmup=1,
+                **common,
+            )
     if _wants(settings, "quality", "pretraining"):
         if device.type != "cpu":
             raise ValueError("the quality and pretraining comparisons run on the CPU only; use --only to skip them")
@@ -333,45 +335,41 @@ def run_benchmarks(settings: BenchSettings, output_dir: Path, log: Callable[[str
     if _wants(settings, "quality"):
         from hf_textgen.benchmarks.quality import run_quality
 
-        start = time.perf_counter()
-        log("[quality per time]")
-        comparisons["quality"] = run_quality(
-            corpus,
-            settings.quality_steps,
-            settings.quality_eval_interval,
-            settings.quality_eval_iters,
-            hidden=settings.quality_hidden,
-            layers=settings.quality_layers,
-            heads=settings.quality_heads,
-            context=settings.quality_context,
-            batch_size=settings.quality_batch_size,
-            seed=settings.seed,
-            log=log,
-        )
-        seconds["quality"] = time.perf_counter() - start
+        with timed("quality", "quality per time"):
+            comparisons["quality"] = run_quality(
+                corpus,
+                settings.quality_steps,
+                settings.quality_eval_interval,
+                settings.quality_eval_iters,
+                hidden=settings.quality_hidden,
+                layers=settings.quality_layers,
+                heads=settings.quality_heads,
+                context=settings.quality_context,
+                batch_size=settings.quality_batch_size,
+                seed=settings.seed,
+                log=log,
+            )
     if _wants(settings, "pretraining"):
         from hf_textgen.benchmarks.pretraining import run_pretraining
         from hf_textgen.data import bundled_corpus_files
 
-        start = time.perf_counter()
-        log("[what pretraining buys]")
-        train_text = Path(bundled_corpus_files()["train"]).read_text(encoding="utf-8")
-        comparisons["pretraining"] = run_pretraining(
-            corpus,
-            train_text,
-            settings.pretrain_steps,
-            settings.finetune_steps,
-            settings.finetune_eval_interval,
-            eval_per_class=settings.eval_per_class,
-            passage_chars=settings.quality_context,
-            hidden=settings.quality_hidden,
-            layers=settings.quality_layers,
-            heads=settings.quality_heads,
-            pretrain_batch_size=settings.quality_batch_size,
-            seed=settings.seed,
-            log=log,
-        )
-        seconds["pretraining"] = time.perf_counter() - start
+        with timed("pretraining", "what pretraining buys"):
+            train_text = Path(bundled_corpus_files()["train"]).read_text(encoding="utf-8")
+            comparisons["pretraining"] = run_pretraining(
+                corpus,
+                train_text,
+                settings.pretrain_steps,
+                settings.finetune_steps,
+                settings.finetune_eval_interval,
+                eval_per_class=settings.eval_per_class,
+                passage_chars=settings.quality_context,
+                hidden=settings.quality_hidden,
+                layers=settings.quality_layers,
+                heads=settings.quality_heads,
+                pretrain_batch_size=settings.quality_batch_size,
+                seed=settings.seed,
+                log=log,
+            )
 
     results["machine"]["load_average_after"] = load_average()
     results["seconds"] = seconds
