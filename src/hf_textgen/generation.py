@@ -150,8 +150,8 @@ def load_model_and_tokenizer(
         `(model, tokenizer)`, the model in eval mode; the tokenizer has a pad token (EOS when it had none).
 
     Raises:
-        UserError: A missing or unreadable folder, an unknown model type, a model that cannot generate text, no
-            tokenizer, or a tokenizer larger than the model's vocabulary.
+        UserError: A missing or unreadable folder, an unknown model type, no tokenizer, or a tokenizer larger than
+            the model's vocabulary.
     """
     config = load_model_config(model_name_or_path, trust_remote_code)
     tokenizer_source = tokenizer_name or model_name_or_path

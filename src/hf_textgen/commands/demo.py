@@ -30,7 +30,7 @@ NANOGPT_CPU_VAL_LOSS = 1.88
 RESULTS_NAME = "demo_results.json"
 DEFAULT_PROMPT = "BENEDICK.\n"
 
-# (hidden_size, num_hidden_layers, num_attention_heads, intermediate_size, block_size, batch_size, max_steps)
+# Model size, training run and sample length of each setting (the model sizes become pretrain's --config_overrides).
 _SETTINGS = {
     # nanoGPT's CPU shape (4 x 4 heads x 128 wide; SwiGLU inner width ~3 x 128 matches its 4 x 128 GELU MLP in
     # parameters) with a 256-character context; 600 steps of 16 x 256 = 2.5M characters, about 2 epochs.
