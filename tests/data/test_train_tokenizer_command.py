@@ -95,6 +95,7 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
         "hub offline": (["--dataset_name", "Salesforce/wikitext", "--dataset_config_name", "x"], "unreachable"),
         "both sources": (["--dataset_name", "x", "--train_file", str(good)], "either dataset_name or train_file"),
         "no output_dir": (["--train_file", str(good), "--output_dir", ""], "--output_dir is required"),
+        "unknown type": (["--train_file", str(good), "--tokenizer_type", "sentencepiece"], "invalid choice"),
     }
 
 

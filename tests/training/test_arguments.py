@@ -45,6 +45,15 @@ def test_output_dir_is_required():
         parse_arguments(TYPES, ["--model_type", "rnn"])
 
 
+def test_unreadable_arguments_files_are_one_line_errors(tmp_path):
+    cases = {"broken.yaml": "foo: [\n", "broken.json": '{"a":', "list.yaml": "- 1\n", "unknown.yaml": "bogus: 1\n"}
+    for name, text in cases.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        with pytest.raises(UserError) as caught:
+            parse_arguments(TYPES, [str(tmp_path / name)])
+        assert name in str(caught.value) and "\n" not in str(caught.value), name
+
+
 def test_config_overrides_are_typed():
     values = parse_config_overrides("hidden_size=48,dropout=0.1,cell_type=gru,tie_word_embeddings=false", RNNConfig())
     assert values == {"hidden_size": 48, "dropout": 0.1, "cell_type": "gru", "tie_word_embeddings": False}

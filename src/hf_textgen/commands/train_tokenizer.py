@@ -6,19 +6,15 @@ held whole; the saved folder loads with `AutoTokenizer.from_pretrained` as a `Pr
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-
-import yaml
-from transformers import HfArgumentParser
 
 from hf_textgen.data import DataArguments, load_raw_datasets, minimum_vocab_size, train_tokenizer
 from hf_textgen.data.loading import encoding_user_error
 from hf_textgen.data.tokenizer_training import TOKENIZER_TYPES, EmptyCorpusError
 from hf_textgen.errors import UserError, atomic_output_dir
+from hf_textgen.training.arguments import parse_arguments
 
 # Default vocabulary per type: BPE small enough for the bundled corpus, word-level the size of WikiText-2's,
 # char keeps every character seen.
@@ -82,22 +78,7 @@ def _batches(dataset, limit_chars: int | None = None) -> Iterator[list[str]]:
 
 def parse_tokenizer_arguments(argv: list[str] | None = None) -> TokenizerTrainingArguments:
     """Parse the flags, or one `.yaml` / `.json` file holding the same names; mistakes become UserErrors."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser(TokenizerTrainingArguments, prog="hf-textgen train-tokenizer")
-    try:
-        if len(argv) == 1 and argv[0].endswith((".yaml", ".yml", ".json")):
-            if not os.path.isfile(argv[0]):
-                raise UserError(f"arguments file {argv[0]} does not exist")
-            read = parser.parse_yaml_file if argv[0].endswith((".yaml", ".yml")) else parser.parse_json_file
-            (args,) = read(argv[0])
-        else:
-            args, extra = parser.parse_args_into_dataclasses(argv, return_remaining_strings=True)
-            if extra:
-                raise UserError(f"unrecognised argument(s): {' '.join(extra)} (see --help)")
-    except (ValueError, TypeError, yaml.YAMLError) as error:
-        raise UserError(str(error).strip().splitlines()[0]) from None
-    if not args.output_dir:
-        raise UserError("--output_dir is required: the folder the tokenizer is saved to")
+    (args,) = parse_arguments((TokenizerTrainingArguments,), argv, prog="hf-textgen train-tokenizer")
     return args
 
 

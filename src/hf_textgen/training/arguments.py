@@ -164,7 +164,11 @@ def _read_config_file(path: str) -> dict[str, Any]:
         text = Path(path).read_text(encoding="utf-8")
         values = yaml.safe_load(text) if path.endswith((".yaml", ".yml")) else json.loads(text)
     except (OSError, UnicodeDecodeError, yaml.YAMLError, json.JSONDecodeError) as error:
-        raise UserError(f"cannot read the arguments file {path}: {error}") from None
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
+            # PyYAML's own message spans several lines and quotes the file back.
+            reason = f"{error.problem} (line {error.problem_mark.line + 1}, column {error.problem_mark.column + 1})"
+        raise UserError(f"cannot read the arguments file {path}: {reason}") from None
     if not isinstance(values, dict):
         raise UserError(f"the arguments file {path} must hold a mapping of argument names to values")
     return values
@@ -217,7 +221,7 @@ def parse_arguments(
     if takes_use_cpu and not _accelerator_available():
         values["use_cpu"] = True
     if any("output_dir" in dtype.__dataclass_fields__ for dtype in dataclass_types) and not values.get("output_dir"):
-        raise UserError("--output_dir is required: the folder that receives checkpoints and the final model")
+        raise UserError("--output_dir is required: the folder the results are written to")
     try:
         return parser.parse_dict(values)
     except UserError:
