@@ -31,6 +31,7 @@ from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
 from transformers.generation import GenerationMixin
+from transformers.loss.loss_utils import ForMaskedLMLoss
 from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
@@ -566,13 +567,9 @@ class Seq2SeqTransformerForConditionalGeneration(Seq2SeqTransformerPreTrainedMod
 
         loss = None
         if labels is not None:
-            flat_logits = logits.float().view(-1, logits.shape[-1])  # (B*T, V)
-            flat_labels = labels.to(logits.device).view(-1)  # (B*T,)
-            if num_items_in_batch is None:
-                loss = nn.functional.cross_entropy(flat_logits, flat_labels, ignore_index=-100)
-            else:
-                loss = nn.functional.cross_entropy(flat_logits, flat_labels, ignore_index=-100, reduction="sum")
-                loss = loss / num_items_in_batch
+            # Labels already line up with the logits (the decoder inputs are the shifted ones), so this is
+            # transformers' unshifted token loss; `self.loss_function` would pick the shifting causal-LM one.
+            loss = ForMaskedLMLoss(logits, labels, self.config.vocab_size, num_items_in_batch=num_items_in_batch)
 
         return Seq2SeqLMOutput(
             loss=loss,

@@ -116,6 +116,15 @@ def _rotate(states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, out: tor
     return out
 
 
+def _rotate_query_key(
+    qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, num_heads: int, num_key_value_heads: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotated queries (B, T, H, D) and keys (B, T, K, D), as views of one new buffer, from (B, T, H+2K, D)."""
+    num_qk_heads = num_heads + num_key_value_heads
+    query_key = _rotate(qkv[:, :, :num_qk_heads], cos, sin, qkv.new_empty(*qkv.shape[:2], num_qk_heads, qkv.shape[3]))
+    return query_key.split([num_heads, num_key_value_heads], dim=2)
+
+
 class _RotaryQKV(torch.autograd.Function):
     """Splits the fused projection (B, T, H+2K, D) into rotated queries, rotated keys and values.
 
@@ -125,12 +134,8 @@ class _RotaryQKV(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, qkv, cos, sin, num_heads, num_key_value_heads):
-        num_qk_heads = num_heads + num_key_value_heads
-        query_key = _rotate(
-            qkv[:, :, :num_qk_heads], cos, sin, qkv.new_empty(*qkv.shape[:2], num_qk_heads, qkv.shape[3])
-        )
-        query, key = query_key.split([num_heads, num_key_value_heads], dim=2)  # (B, T, H, D), (B, T, K, D)
-        value = qkv[:, :, num_qk_heads:].clone()  # (B, T, K, D)
+        query, key = _rotate_query_key(qkv, cos, sin, num_heads, num_key_value_heads)
+        value = qkv[:, :, num_heads + num_key_value_heads :].clone()  # (B, T, K, D)
         ctx.save_for_backward(cos, sin)
         ctx.num_heads = (num_heads, num_key_value_heads)
         return query, key, value
@@ -161,10 +166,8 @@ def rotary_qkv(
     if torch.is_grad_enabled() and qkv.requires_grad:
         return _RotaryQKV.apply(qkv, cos, sin, num_heads, num_key_value_heads)
     # Inference: the same rotation, values stay a view of the projection (nothing to copy).
-    num_qk_heads = num_heads + num_key_value_heads
-    query_key = _rotate(qkv[:, :, :num_qk_heads], cos, sin, qkv.new_empty(*qkv.shape[:2], num_qk_heads, qkv.shape[3]))
-    query, key = query_key.split([num_heads, num_key_value_heads], dim=2)
-    return query, key, qkv[:, :, num_qk_heads:]
+    query, key = _rotate_query_key(qkv, cos, sin, num_heads, num_key_value_heads)
+    return query, key, qkv[:, :, num_heads + num_key_value_heads :]
 
 
 def repeat_kv(hidden_states: torch.Tensor, n_rep: int) -> torch.Tensor:
@@ -802,7 +805,7 @@ _LLAMA_QKV = re.compile(r"^(.*\.self_attn\.)(q|k|v)_proj\.weight$")
 _LLAMA_GATE_UP = re.compile(r"^(.*\.mlp\.)(gate|up)_proj\.weight$")
 
 
-def convert_llama_state_dict(state_dict: dict[str, torch.Tensor], config: TransformerConfig) -> dict:
+def convert_llama_state_dict(state_dict: dict[str, torch.Tensor], config: TransformerConfig | None = None) -> dict:
     """Converts a transformers Llama state dict into this model's (q/k/v and gate/up weights fused).
 
     Works for `LlamaForCausalLM`, `LlamaModel` and `LlamaForSequenceClassification` keys alike, since the module
@@ -810,7 +813,8 @@ def convert_llama_state_dict(state_dict: dict[str, torch.Tensor], config: Transf
 
     Args:
         state_dict: The Llama model's `state_dict()`.
-        config: The `TransformerConfig` of the target model.
+        config: Not needed in this direction (the key names say which weights to fuse); accepted for symmetry
+            with `convert_to_llama_state_dict`, which needs the head counts.
 
     Returns:
         A new state dict for the matching `Transformer*` class.
