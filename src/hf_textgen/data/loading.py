@@ -51,19 +51,17 @@ def bundled_corpus_files() -> dict[str, str]:
     return {split: str(_CORPUS_DIR / f"{split}.txt") for split in ("train", "validation")}
 
 
-def _has_data_extension(path: str) -> bool:
+def _data_extension(path: str) -> str:
+    """The lower-case extension that names the format, under any compression suffix ("a.JSONL.gz" -> ".jsonl")."""
     name = path.lower()
     for suffix in _COMPRESSION_SUFFIXES:
         name = name.removesuffix(suffix)
-    return os.path.splitext(name)[1] in _BUILDERS
+    return os.path.splitext(name)[1]
 
 
 def _builder_for(path: str) -> str:
     """The datasets builder name for a data file, from its extension."""
-    name = path.lower()
-    for suffix in _COMPRESSION_SUFFIXES:
-        name = name.removesuffix(suffix)
-    builder = _BUILDERS.get(os.path.splitext(name)[1])
+    builder = _BUILDERS.get(_data_extension(path))
     if builder is None:
         raise UserError(
             f"cannot tell the format of {path}: use a .txt, .json, .jsonl, .csv or .parquet file (optionally .gz)"
@@ -192,7 +190,7 @@ def _load_folder(folder: str, data_args: DataArguments, cache_dir: str | None) -
             loaded = IterableDatasetDict({split: dataset.to_iterable_dataset() for split, dataset in loaded.items()})
         return loaded
     files = [str(path) for path in sorted(Path(folder).rglob("*")) if path.is_file() and not path.name.startswith(".")]
-    data_files = [path for path in files if _has_data_extension(path)]
+    data_files = [path for path in files if _data_extension(path) in _BUILDERS]
     if not data_files:
         raise UserError(f"folder {folder} holds no .txt, .json, .jsonl, .csv or .parquet file")
     expand_data_files(data_files, flag="--dataset_name")
@@ -225,7 +223,8 @@ def _load_hub(data_args: DataArguments, cache_dir: str | None) -> DatasetDict | 
         raise UserError(" ".join(message.split())) from None  # one line, however long datasets' message is
 
 
-def _column_names(dataset: Dataset | IterableDataset) -> list[str]:
+def column_names(dataset: Dataset | IterableDataset) -> list[str]:
+    """The dataset's column names, reading the first row when a streaming dataset does not know them yet."""
     if dataset.column_names is not None:
         return list(dataset.column_names)
     # Some streaming builders (json) only know their columns once a row is read.
@@ -237,7 +236,7 @@ def _as_text_column(
     dataset: Dataset | IterableDataset, text_column_name: str | None, split: str
 ) -> Dataset | IterableDataset:
     """Rename the text column to "text" (autodetected unless named); other columns are kept."""
-    columns = _column_names(dataset)
+    columns = column_names(dataset)
     if not columns:
         raise UserError(f"the {split} data holds no text; give a file with text in it")
     if text_column_name is not None:

@@ -16,6 +16,7 @@ from itertools import chain
 from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 
 from hf_textgen.data.arguments import DataArguments
+from hf_textgen.data.loading import column_names
 from hf_textgen.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -32,13 +33,6 @@ def _map_kwargs(dataset, data_args: DataArguments | None, description: str) -> d
         "load_from_cache_file": not (data_args and data_args.overwrite_cache),
         "desc": description,
     }
-
-
-def _columns(dataset) -> list[str]:
-    if dataset.column_names is not None:
-        return list(dataset.column_names)
-    first = next(iter(dataset), None)
-    return list(first) if first is not None else []
 
 
 def tokenize_datasets(
@@ -75,7 +69,7 @@ def tokenize_datasets(
         tokenized[split] = dataset.map(
             tokenize,
             batched=True,
-            remove_columns=_columns(dataset),
+            remove_columns=column_names(dataset),
             **_map_kwargs(dataset, data_args, f"Tokenizing {split}"),
         )
     return type(raw_datasets)(tokenized)
@@ -145,7 +139,7 @@ def tokenize_and_group(
             group_texts,
             batched=True,
             fn_kwargs={"block_size": block_size},
-            remove_columns=_columns(dataset),
+            remove_columns=column_names(dataset),
             **_map_kwargs(dataset, data_args, f"Grouping {split} in blocks of {block_size}"),
         )
         if isinstance(dataset, Dataset) and len(dataset) == 0:
