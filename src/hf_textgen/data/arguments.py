@@ -53,9 +53,9 @@ class DataArguments:
     block_size: int | None = field(
         default=None,
         metadata={
-            "help": "Optional input sequence length after tokenization. The training dataset will be truncated in "
-            "block of this size for training. Default to the model max input length for single sentence inputs "
-            "(take into account special tokens), capped at 1024."
+            "help": "Optional input sequence length after tokenization: the training text is cut into blocks of "
+            "this many tokens. Default: 256 for pretrain and finetune --task causal_lm, the model's context (1024 at "
+            "most) for evaluate; never beyond the model's positions."
         },
     )
     streaming: bool = field(default=False, metadata={"help": "Enable streaming mode (IterableDataset)."})
