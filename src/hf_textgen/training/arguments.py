@@ -111,7 +111,7 @@ class FinetuneArguments:
         default=None,
         metadata={
             "help": "prompt_completion / classification: truncate examples to this many tokens "
-            "(default: --block_size, else the model's max_position_embeddings, else 512)."
+            "(default: --block_size, else the model's max_position_embeddings up to 1024, else 512)."
         },
     )
     max_source_length: int = field(default=256, metadata={"help": "seq2seq: truncate inputs to this many tokens."})
