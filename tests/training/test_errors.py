@@ -57,6 +57,12 @@ def test_unknown_config_override(tmp_path, base_argv, capsys):
     _assert_clean_failure(argv, tmp_path / "out", capsys, "hidden_sise")
 
 
+def test_config_the_model_class_refuses(tmp_path, base_argv, capsys):
+    # RNNConfig accepts bidirectional=True (for classification); RNNForCausalLM refuses it when built.
+    argv = ["pretrain", *base_argv, "--model_type", "rnn", "--config_overrides", "bidirectional=True"]
+    _assert_clean_failure(argv, tmp_path / "out", capsys, "bidirectional")
+
+
 def test_encoder_decoder_cannot_be_pretrained_as_causal_lm(tmp_path, base_argv, capsys):
     _assert_clean_failure(["pretrain", *base_argv, "--model_type", "seq2seq"], tmp_path / "out", capsys, "seq2seq")
 

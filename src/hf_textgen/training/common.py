@@ -125,6 +125,28 @@ def prepare_output_dir(training_args, resume_from: str | None) -> None:
         shutil.rmtree(output_dir)
 
 
+def load_model(auto_class, config: PretrainedConfig, model_args: ModelArguments, from_pretrained: bool):
+    """Build the model from `config` (or load `--model_name_or_path`), before the output folder is touched.
+
+    A model class may refuse a config that the config class accepts (e.g. a bidirectional RNN as a causal LM);
+    that is a user mistake, reported as one line.
+    """
+    try:
+        if from_pretrained:
+            return auto_class.from_pretrained(
+                model_args.model_name_or_path,
+                config=config,
+                cache_dir=model_args.cache_dir,
+                revision=model_args.model_revision,
+                token=model_args.token,
+                trust_remote_code=model_args.trust_remote_code,
+            )
+        return auto_class.from_config(config, trust_remote_code=model_args.trust_remote_code)
+    except ValueError as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"invalid model config: {reason}") from None
+
+
 def check_training_args(training_args, streaming: bool = False) -> None:
     """Catch what the Trainer would only refuse with a traceback once the output folder exists."""
     from transformers.integrations import get_reporting_integration_callbacks, is_tensorboard_available

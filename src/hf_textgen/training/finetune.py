@@ -40,6 +40,7 @@ from hf_textgen.training.common import (
     check_local_path,
     check_tokenizer_fits,
     check_training_args,
+    load_model,
     load_tokenizer,
     max_positions,
     prepare_output_dir,
@@ -314,19 +315,9 @@ def run_finetune(
     train_dataset = _limit(processed["train"], data_args.max_train_samples) if training_args.do_train else None
     eval_dataset = _limit(processed["validation"], data_args.max_eval_samples) if training_args.do_eval else None
 
+    model = load_model(auto_class, config, model_args, from_pretrained)
     # Every check has passed: from here on the output folder may be written.
     prepare_output_dir(training_args, resume_from)
-    if from_pretrained:
-        model = auto_class.from_pretrained(
-            model_args.model_name_or_path,
-            config=config,
-            cache_dir=model_args.cache_dir,
-            revision=model_args.model_revision,
-            token=model_args.token,
-            trust_remote_code=model_args.trust_remote_code,
-        )
-    else:
-        model = auto_class.from_config(config, trust_remote_code=model_args.trust_remote_code)
     if task == "prompt_completion" and not from_pretrained:
         set_generation_defaults(model, tokenizer)
     if not torch.cuda.is_available():

@@ -27,6 +27,7 @@ from hf_textgen.training.common import (
     check_local_path,
     check_tokenizer_fits,
     check_training_args,
+    load_model,
     load_tokenizer,
     max_positions,
     prepare_output_dir,
@@ -169,23 +170,14 @@ def run_pretrain(
     if eval_dataset is None and training_args.eval_strategy != "no":
         training_args.eval_strategy = transformers.IntervalStrategy.NO
 
-    # Every check has passed: from here on the output folder may be written.
-    prepare_output_dir(training_args, resume_from)
-    if from_pretrained:
-        model = AutoModelForCausalLM.from_pretrained(
-            model_args.model_name_or_path,
-            config=config,
-            cache_dir=model_args.cache_dir,
-            revision=model_args.model_revision,
-            token=model_args.token,
-            trust_remote_code=model_args.trust_remote_code,
-        )
-    else:
-        model = AutoModelForCausalLM.from_config(config, trust_remote_code=model_args.trust_remote_code)
+    model = load_model(AutoModelForCausalLM, config, model_args, from_pretrained)
+    if not from_pretrained:
         set_generation_defaults(model, tokenizer)
         num_parameters = sum(p.numel() for p in model.parameters())
         logger.info("training a new %s model from scratch: %.2fM parameters", config.model_type, num_parameters / 1e6)
 
+    # Every check has passed: from here on the output folder may be written.
+    prepare_output_dir(training_args, resume_from)
     if not torch.cuda.is_available():
         training_args.dataloader_pin_memory = False  # nothing to pin for without an accelerator
     trainer = Trainer(

@@ -42,6 +42,7 @@ from hf_textgen.errors import UserError
 from hf_textgen.training.common import (
     build_config,
     check_tokenizer_fits,
+    load_model,
     load_tokenizer,
     max_positions,
     prepare_output_dir,
@@ -308,21 +309,11 @@ def run_seq2seq_finetune(
             eval_dataset = eval_dataset.select(range(min(data_args.max_eval_samples, len(eval_dataset))))
         training_args.predict_with_generate = True
 
+    model = load_model(AutoModelForSeq2SeqLM, config, model_args, from_pretrained)
+    if not from_pretrained:
+        _set_generation_config(model, tokenizer, max_target_length, saving=False)
     # Every check has passed: from here on the output folder may be written.
     prepare_output_dir(training_args, resume_from)
-    hub_kwargs = {"trust_remote_code": model_args.trust_remote_code}
-    if from_pretrained:
-        model = AutoModelForSeq2SeqLM.from_pretrained(
-            model_args.model_name_or_path,
-            config=config,
-            cache_dir=model_args.cache_dir,
-            revision=model_args.model_revision,
-            token=model_args.token,
-            **hub_kwargs,
-        )
-    else:
-        model = AutoModelForSeq2SeqLM.from_config(config, **hub_kwargs)
-        _set_generation_config(model, tokenizer, max_target_length, saving=False)
     tokenizer.model_max_length = max_positions(config) or tokenizer.model_max_length
     if not torch.cuda.is_available():
         training_args.dataloader_pin_memory = False  # nothing to pin for without an accelerator
