@@ -44,3 +44,9 @@ def atomic_output_dir(path: str | os.PathLike, overwrite: bool = False) -> Itera
     if path.exists():
         shutil.rmtree(path)
     os.replace(tmp, path)
+
+
+def first_line(error: BaseException) -> str:
+    """An exception's first message line for a one-line `error:`, or its type name when the message is empty."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

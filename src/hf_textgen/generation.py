@@ -23,7 +23,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from hf_textgen.errors import UserError
+from hf_textgen.errors import UserError, first_line
 
 # Below this vocabulary size a tokenizer is (close to) character-level: every character recurs constantly, so a
 # repetition penalty would push down every common letter rather than repeated phrases, and a sample needs more
@@ -106,11 +106,6 @@ def set_default_generation_config(
     return generation_config
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 def load_model_config(model_name_or_path: str, trust_remote_code: bool = False) -> PreTrainedConfig:
     """Load a saved model's config, turning a missing or unreadable folder into a `UserError` naming it.
 
@@ -129,7 +124,7 @@ def load_model_config(model_name_or_path: str, trust_remote_code: bool = False) 
     try:
         return AutoConfig.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError) as error:
-        raise UserError(f"cannot load the model config from {model_name_or_path}: {_first_line(error)}") from None
+        raise UserError(f"cannot load the model config from {model_name_or_path}: {first_line(error)}") from None
 
 
 def load_model_and_tokenizer(
@@ -159,7 +154,7 @@ def load_model_and_tokenizer(
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError) as error:
         raise UserError(
-            f"cannot load a tokenizer from {tokenizer_source}: {_first_line(error)}; pass --tokenizer_name"
+            f"cannot load a tokenizer from {tokenizer_source}: {first_line(error)}; pass --tokenizer_name"
         ) from None
     vocab_size = getattr(config, "vocab_size", None)
     if vocab_size is not None and len(tokenizer) > vocab_size:
@@ -174,7 +169,7 @@ def load_model_and_tokenizer(
         model = auto_class.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError) as error:
         raise UserError(
-            f"cannot load a text-generation model from {model_name_or_path}: {_first_line(error)}"
+            f"cannot load a text-generation model from {model_name_or_path}: {first_line(error)}"
         ) from None
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"

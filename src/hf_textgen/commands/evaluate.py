@@ -19,7 +19,7 @@ import datasets
 from transformers import HfArgumentParser
 
 from hf_textgen.data import DataArguments, expand_data_files, load_raw_datasets
-from hf_textgen.errors import UserError
+from hf_textgen.errors import UserError, first_line
 from hf_textgen.evaluation.language_modeling import evaluate_causal_lm, evaluate_seq2seq
 from hf_textgen.generation import load_model_and_tokenizer, load_model_config, max_positions
 
@@ -89,7 +89,7 @@ def parse_args(argv: list[str] | None) -> tuple[EvaluateArguments, DataArguments
             if extra:
                 raise UserError(f"unrecognised argument(s): {' '.join(extra)} (see hf-textgen evaluate --help)")
     except (ValueError, TypeError, OSError) as error:
-        raise UserError(str(error).strip().splitlines()[0]) from None
+        raise UserError(first_line(error)) from None
     if not eval_args.model_name_or_path:
         raise UserError("--model_name_or_path is required: the model folder to evaluate")
     return eval_args, data_args
@@ -224,7 +224,7 @@ def run_evaluate(eval_args: EvaluateArguments, data_args: DataArguments, progres
             )
     except ValueError as error:
         # Data the metric cannot score (too short, no words): the user's input, not a bug.
-        raise UserError(str(error).strip().splitlines()[0]) from None
+        raise UserError(first_line(error)) from None
     print(format_results(results))
     if eval_args.output_dir:
         saved = {**results, "model_name_or_path": eval_args.model_name_or_path, "data": _describe(data_args)}

@@ -15,7 +15,7 @@ import sys
 from transformers import GenerationConfig, TextStreamer, set_seed
 from transformers.utils import logging as transformers_logging
 
-from hf_textgen.errors import UserError
+from hf_textgen.errors import UserError, first_line
 from hf_textgen.generation import load_model_and_tokenizer, max_positions, prepare_prompt
 
 # Used when neither the flags nor the model's generation_config say how long to generate.
@@ -147,7 +147,7 @@ def _generation_config(model, tokenizer, args: argparse.Namespace) -> Generation
     try:
         config.validate()
     except ValueError as error:
-        raise UserError(f"bad generation settings: {str(error).strip().splitlines()[0]}") from None
+        raise UserError(f"bad generation settings: {first_line(error)}") from None
     return config
 
 
@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
             input_ids=prepared.input_ids, attention_mask=prepared.attention_mask, streamer=streamer
         )  # (num_return_sequences, length)
     except ValueError as error:
-        raise UserError(f"generation failed: {str(error).strip().splitlines()[0]}") from None
+        raise UserError(f"generation failed: {first_line(error)}") from None
     if stream:
         return 0
     texts = tokenizer.batch_decode(outputs, skip_special_tokens=True)

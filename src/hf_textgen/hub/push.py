@@ -23,7 +23,7 @@ from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi, ModelCard, co
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled, RepositoryNotFoundError
 from huggingface_hub.utils import validate_repo_id
 
-from hf_textgen.errors import UserError
+from hf_textgen.errors import UserError, first_line
 from hf_textgen.hub.model_card import CARD_MARKER, render_model_card
 
 try:  # huggingface_hub 2.x speaks HTTP through httpx2, 1.x through httpx
@@ -157,8 +157,7 @@ def _hub_error(error: Exception, repo_id: str) -> UserError:
             return UserError(f"the token may not write to {repo_id} (403); use a write token for that namespace")
         if isinstance(error, RepositoryNotFoundError):
             return UserError(f"repository {repo_id} not found or not yours; check --repo_id")
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        return UserError(f"the Hub refused the push to {repo_id}: {first_line}")
+        return UserError(f"the Hub refused the push to {repo_id}: {first_line(error)}")
     return UserError(f"push to {repo_id} failed: {error}")
 
 

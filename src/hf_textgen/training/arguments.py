@@ -17,7 +17,7 @@ import transformers
 import yaml
 from transformers import HfArgumentParser
 
-from hf_textgen.errors import UserError
+from hf_textgen.errors import UserError, first_line
 
 # Short names accepted by `--model_type`, next to the full registered model_type.
 MODEL_TYPE_ALIASES = {
@@ -164,7 +164,7 @@ def _read_config_file(path: str) -> dict[str, Any]:
         text = Path(path).read_text(encoding="utf-8")
         values = yaml.safe_load(text) if path.endswith((".yaml", ".yml")) else json.loads(text)
     except (OSError, UnicodeDecodeError, yaml.YAMLError, json.JSONDecodeError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = first_line(error)
         if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
             # PyYAML's own message spans several lines and quotes the file back.
             reason = f"{error.problem} (line {error.problem_mark.line + 1}, column {error.problem_mark.column + 1})"
@@ -227,4 +227,4 @@ def parse_arguments(
     except UserError:
         raise
     except (ValueError, TypeError) as error:
-        raise UserError(str(error).strip().splitlines()[0]) from None
+        raise UserError(first_line(error)) from None

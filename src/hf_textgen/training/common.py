@@ -17,7 +17,7 @@ from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrained
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from hf_textgen.errors import UserError
+from hf_textgen.errors import UserError, first_line
 from hf_textgen.training.arguments import MODEL_TYPE_ALIASES, ModelArguments
 
 logger = logging.getLogger(__name__)
@@ -143,7 +143,7 @@ def load_model(auto_class, config: PretrainedConfig, model_args: ModelArguments,
             )
         return auto_class.from_config(config, trust_remote_code=model_args.trust_remote_code)
     except ValueError as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = first_line(error)
         raise UserError(f"invalid model config: {reason}") from None
 
 
@@ -261,8 +261,7 @@ def build_config(
         try:
             config = AutoConfig.from_pretrained(source, **hub_kwargs)
         except (OSError, ValueError) as error:
-            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise UserError(f"cannot load the model config from {source}: {first_line}") from None
+            raise UserError(f"cannot load the model config from {source}: {first_line(error)}") from None
         if model_args.model_type is not None:
             wanted = resolve_model_type(model_args.model_type)
             if wanted != config.model_type:
@@ -319,8 +318,7 @@ def load_tokenizer(name_or_path: str, model_args: ModelArguments) -> PreTrainedT
             trust_remote_code=model_args.trust_remote_code,
         )
     except (OSError, ValueError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"cannot load a tokenizer from {name_or_path}: {first_line}") from None
+        raise UserError(f"cannot load a tokenizer from {name_or_path}: {first_line(error)}") from None
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
