@@ -177,11 +177,16 @@ def load_model_and_tokenizer(
 
 
 def max_positions(config: PreTrainedConfig) -> int | None:
-    """How many positions the model takes (`max_position_embeddings`), or None when unlimited (an RNN)."""
-    if getattr(config, "model_type", None) == "hf_textgen_rnn":
-        return None
-    value = getattr(config, "max_position_embeddings", None)
-    return value if isinstance(value, int) and value > 0 else None
+    """How many positions the model takes (`max_position_embeddings`, GPT-2's `n_positions`), or None (an RNN).
+
+    The one answer for every command: the training block size, the evaluation window, the prompt cut and the
+    `max_new_tokens` cap all read it.
+    """
+    for name in ("max_position_embeddings", "n_positions"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
 
 
 @dataclass

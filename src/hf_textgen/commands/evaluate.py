@@ -18,14 +18,12 @@ from pathlib import Path
 import datasets
 from transformers import HfArgumentParser
 
-from hf_textgen.data import DataArguments, expand_data_files, load_raw_datasets
+from hf_textgen.data import DataArguments, expand_data_files, load_raw_datasets, resolve_block_size
+from hf_textgen.data.processing import MAX_DEFAULT_CONTEXT
 from hf_textgen.errors import UserError, first_line
 from hf_textgen.evaluation.language_modeling import evaluate_causal_lm, evaluate_seq2seq
 from hf_textgen.generation import load_model_and_tokenizer, load_model_config, max_positions
 
-# The longest window used when neither --block_size nor the model bounds it (an RNN): long enough that the
-# per-token loss no longer moves with it, short enough that one window's logits stay small in memory.
-DEFAULT_MAX_BLOCK_SIZE = 1024
 _TABLE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
 
 
@@ -140,20 +138,6 @@ def _seq2seq_pairs(eval_args: EvaluateArguments, data_args: DataArguments) -> tu
     return list(dataset[eval_args.source_column]), list(dataset[eval_args.target_column])
 
 
-def resolve_block_size(requested: int | None, config) -> int:
-    """`--block_size`, checked against the model's positions; default: the model's context (1024 at most)."""
-    limit = max_positions(config)
-    if requested is None:
-        return min(limit, DEFAULT_MAX_BLOCK_SIZE) if limit is not None else DEFAULT_MAX_BLOCK_SIZE
-    if requested < 2:
-        raise UserError(f"--block_size {requested} is too small: a window needs at least 2 tokens")
-    if limit is not None and requested > limit:
-        raise UserError(
-            f"--block_size {requested} is beyond the model's context ({limit} positions); lower --block_size"
-        )
-    return requested
-
-
 def write_results(results: dict, output_dir: str | os.PathLike) -> Path:
     """Write `eval_results.json` into `output_dir` atomically (never a half-written file)."""
     output_dir = Path(output_dir)
@@ -190,7 +174,8 @@ def run_evaluate(eval_args: EvaluateArguments, data_args: DataArguments, progres
     if config.is_encoder_decoder:
         sources, targets = _seq2seq_pairs(eval_args, data_args)
     else:
-        block_size = resolve_block_size(data_args.block_size, config)
+        # The window defaults to the model's whole context (the most each token can see), 1024 at most.
+        block_size = resolve_block_size(data_args.block_size, max_positions(config), default=MAX_DEFAULT_CONTEXT)
         if eval_args.stride is not None and eval_args.stride > block_size:
             raise UserError(f"--stride {eval_args.stride} is larger than --block_size {block_size}")
         texts = _causal_lm_texts(eval_args, data_args)

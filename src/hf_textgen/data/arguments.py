@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 SAMPLE_BY_CHOICES = ("paragraph", "line", "document")
+# A block needs one token to predict from and one to score (`hf_textgen.data.processing.resolve_block_size`).
+MIN_BLOCK_SIZE = 2
 
 
 @dataclass
@@ -99,8 +101,8 @@ class DataArguments:
             raise ValueError(
                 f"validation_split_percentage must be between 1 and 99, got {self.validation_split_percentage}"
             )
-        if self.block_size is not None and self.block_size < 1:
-            raise ValueError(f"block_size must be a positive number of tokens, got {self.block_size}")
+        if self.block_size is not None and self.block_size < MIN_BLOCK_SIZE:
+            raise ValueError(f"block_size must be at least {MIN_BLOCK_SIZE} tokens, got {self.block_size}")
         if self.preprocessing_num_workers is not None and self.preprocessing_num_workers < 1:
             raise ValueError(f"preprocessing_num_workers must be >= 1, got {self.preprocessing_num_workers}")
         for name in ("max_train_samples", "max_eval_samples"):

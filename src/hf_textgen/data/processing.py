@@ -15,13 +15,18 @@ from itertools import chain
 
 from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 
-from hf_textgen.data.arguments import DataArguments
+from hf_textgen.data.arguments import MIN_BLOCK_SIZE, DataArguments
 from hf_textgen.data.loading import column_names
 from hf_textgen.errors import UserError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BLOCK_SIZE = 1024
+# Tokens per training block when --block_size is not given (pretrain, finetune --task causal_lm).
+DEFAULT_BLOCK_SIZE = 256
+# The longest default context where a longer one is possible: evaluate's window on a model's whole context, and
+# `tokenize_and_group` alone on a tokenizer's `model_max_length`. Long enough that the per-token loss no longer moves
+# with it, short enough that one window's logits stay small in memory.
+MAX_DEFAULT_CONTEXT = 1024
 
 
 def _map_kwargs(dataset, data_args: DataArguments | None, description: str) -> dict:
@@ -91,20 +96,30 @@ def group_texts(examples: dict, block_size: int) -> dict:
     }
 
 
-def resolve_block_size(tokenizer, block_size: int | None) -> int:
-    """`block_size`, or the tokenizer's `model_max_length` capped at 1024 when not given."""
-    model_max_length = getattr(tokenizer, "model_max_length", None) or DEFAULT_BLOCK_SIZE
-    if block_size is None:
-        return min(model_max_length, DEFAULT_BLOCK_SIZE)
-    if block_size < 1:
-        raise UserError(f"--block_size must be a positive number of tokens, got {block_size}")
-    if block_size > model_max_length:
-        logger.warning(
-            "block_size %d is larger than the tokenizer's model_max_length %d; using it anyway",
-            block_size,
-            model_max_length,
+def resolve_block_size(requested: int | None, limit: int | None = None, default: int = DEFAULT_BLOCK_SIZE) -> int:
+    """The one rule for `--block_size` (pretrain, finetune, evaluate and `tokenize_and_group`).
+
+    Args:
+        requested: `--block_size`, or None for the default.
+        limit: How many positions the model takes (`hf_textgen.generation.max_positions`); None for no limit.
+        default: The command's default, capped at `limit`.
+
+    Returns:
+        The block size in tokens.
+
+    Raises:
+        UserError: A block shorter than 2 tokens (one to predict from, one to score) or beyond `limit`.
+    """
+    if requested is None:
+        return min(default, limit) if limit is not None else default
+    if requested < MIN_BLOCK_SIZE:
+        raise UserError(f"--block_size {requested} is too small; use at least {MIN_BLOCK_SIZE} tokens")
+    if limit is not None and requested > limit:
+        raise UserError(
+            f"--block_size {requested} is beyond the model's context ({limit} positions, "
+            "max_position_embeddings); lower --block_size or build a model with more positions"
         )
-    return block_size
+    return requested
 
 
 def tokenize_and_group(
@@ -118,7 +133,8 @@ def tokenize_and_group(
     Args:
         raw_datasets: "train" / "validation" splits with a "text" column (from `load_raw_datasets`).
         tokenizer: A transformers tokenizer with an `eos_token`.
-        block_size: Tokens per block; `None` takes `data_args.block_size`, else `min(model_max_length, 1024)`.
+        block_size: Tokens per block, as `resolve_block_size` gave it; `None` resolves `data_args.block_size`
+            against the tokenizer's `model_max_length`, with `min(model_max_length, 1024)` as the default.
         data_args: `preprocessing_num_workers`, `overwrite_cache`, `max_train_samples` and `max_eval_samples`
             (the last two keep the first N blocks, as in run_clm.py).
 
@@ -128,9 +144,11 @@ def tokenize_and_group(
     Raises:
         UserError: No EOS token, or (map-style data) a split with fewer tokens than one block.
     """
-    if block_size is None and data_args is not None:
-        block_size = data_args.block_size
-    block_size = resolve_block_size(tokenizer, block_size)
+    if block_size is None:
+        # The tokenizer's model_max_length is often a placeholder (1e30): a default, not a limit to enforce.
+        model_max_length = getattr(tokenizer, "model_max_length", None) or MAX_DEFAULT_CONTEXT
+        requested = data_args.block_size if data_args is not None else None
+        block_size = resolve_block_size(requested, default=min(model_max_length, MAX_DEFAULT_CONTEXT))
     tokenized = tokenize_datasets(raw_datasets, tokenizer, data_args)
 
     grouped = {}

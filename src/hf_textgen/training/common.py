@@ -43,8 +43,6 @@ SMALL_PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 DEFAULT_MODEL_TYPE = "hf_textgen_transformer"
-# Context length of pretraining blocks when --block_size is not given (capped by the model's own limit).
-DEFAULT_BLOCK_SIZE = 256
 # A checkpoint is complete once the Trainer has written its state file: `_save_checkpoint` writes it last.
 _CHECKPOINT_COMPLETE_MARKER = "trainer_state.json"
 
@@ -349,15 +347,6 @@ def train_tokenizer_on(texts: Iterator[str], model_args: ModelArguments) -> PreT
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def max_positions(config: PretrainedConfig) -> int | None:
-    """How many positions the model takes, or None when it has no limit (an RNN)."""
-    for name in ("max_position_embeddings", "n_positions"):
-        value = getattr(config, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
-
-
 def check_tokenizer_fits(tokenizer: PreTrainedTokenizerBase, config: PretrainedConfig) -> None:
     """Refuse a tokenizer whose ids would index past the model's embedding table."""
     vocab_size = getattr(config, "vocab_size", None)
@@ -366,18 +355,3 @@ def check_tokenizer_fits(tokenizer: PreTrainedTokenizerBase, config: PretrainedC
             f"the tokenizer has {len(tokenizer)} tokens but the model's vocabulary holds only {vocab_size}; "
             "use the tokenizer the model was trained with (or train from scratch with this tokenizer)"
         )
-
-
-def resolve_block_size(requested: int | None, config: PretrainedConfig, default: int = DEFAULT_BLOCK_SIZE) -> int:
-    """The training context length: `--block_size`, else `default`, never beyond the model's positions."""
-    limit = max_positions(config)
-    if requested is not None:
-        if requested < 2:
-            raise UserError(f"--block_size {requested} is too small; use at least 2 tokens")
-        if limit is not None and requested > limit:
-            raise UserError(
-                f"--block_size {requested} is beyond what the model takes ({limit} positions, "
-                "max_position_embeddings); lower --block_size or build a model with more positions"
-            )
-        return requested
-    return min(default, limit) if limit is not None else default

@@ -5,7 +5,9 @@ Tasks (`--task`):
 - `causal_lm`: continued language-model training on task text (the pretraining loop on other data).
 - `prompt_completion`: prompt/completion pairs; the loss counts only the completion and its appended EOS.
 - `classification`: text/label pairs through `AutoModelForSequenceClassification`; accuracy and macro-F1.
-- `seq2seq`: the encoder-decoder family, through `hf_textgen.training.seq2seq.run_seq2seq_finetune`.
+- `seq2seq`: the encoder-decoder family, through `hf_textgen.training.seq2seq.Seq2SeqTask`.
+
+Each task is a `hf_textgen.training.runner.Task`; `run_task` trains them all the same way.
 """
 
 from __future__ import annotations
@@ -15,10 +17,8 @@ import logging
 from typing import Any
 
 import numpy as np
-import torch
-from datasets import Dataset, DatasetDict
+from datasets import DatasetDict
 from transformers import (
-    AutoConfig,
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
     DataCollatorForSeq2Seq,
@@ -26,33 +26,20 @@ from transformers import (
     EvalPrediction,
     PretrainedConfig,
     PreTrainedTokenizerBase,
-    Trainer,
     TrainerCallback,
-    set_seed,
 )
 from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
 
 from hf_textgen.data import DataArguments, load_raw_datasets
+from hf_textgen.data.processing import MAX_DEFAULT_CONTEXT
 from hf_textgen.errors import UserError
+from hf_textgen.generation import max_positions
 from hf_textgen.training.arguments import FinetuneArguments, ModelArguments, TrainingArguments
-from hf_textgen.training.common import (
-    build_config,
-    check_local_path,
-    check_tokenizer_fits,
-    check_training_args,
-    load_model,
-    load_tokenizer,
-    max_positions,
-    prepare_output_dir,
-    resolve_resume_checkpoint,
-    special_token_ids,
-)
-from hf_textgen.training.pretrain import check_causal_lm, run_pretrain, setup_logging
-from hf_textgen.training.results import RankSyncCallback, finish, perplexity, set_generation_defaults
+from hf_textgen.training.pretrain import CausalLMTask, check_causal_lm
+from hf_textgen.training.results import set_generation_defaults
+from hf_textgen.training.runner import IGNORE_INDEX, Task, run_task
 
 logger = logging.getLogger(__name__)
-
-IGNORE_INDEX = -100  # label value the cross-entropy loss skips
 
 # `hf-textgen finetune` defaults that differ from `TrainingArguments`: evaluate and save once per epoch.
 FINETUNE_DEFAULTS = {
@@ -68,7 +55,7 @@ FINETUNE_DEFAULTS = {
     "save_strategy": "epoch",
     "save_total_limit": 2,
 }
-# Examples are cut to this many tokens when neither the flags nor the model say otherwise.
+# Examples are cut to this many tokens when neither the flags nor the model say otherwise (an RNN).
 _DEFAULT_MAX_SEQ_LENGTH = 512
 
 
@@ -131,13 +118,13 @@ def _has_completion_tokens(example: dict[str, Any]) -> bool:
     return any(label != IGNORE_INDEX for label in example["labels"])
 
 
-def _load_task_data(data_args: DataArguments, model_args: ModelArguments, text_column: str, task: str) -> DatasetDict:
+def _load_task_data(data_args: DataArguments, cache_dir: str | None, text_column: str, task: str) -> DatasetDict:
     """Load the task's files with the shared loader, with `text_column` renamed to "text"."""
     if not data_args.train_file and not data_args.dataset_name:
         raise UserError(f"--task {task} needs task data: pass --train_file (json, jsonl or csv) or --dataset_name")
     if data_args.streaming:
         raise UserError(f"--task {task} does not support --streaming; drop it")
-    return load_raw_datasets(dataclasses.replace(data_args, text_column_name=text_column), model_args.cache_dir)
+    return load_raw_datasets(dataclasses.replace(data_args, text_column_name=text_column), cache_dir)
 
 
 def _require_column(raw: DatasetDict, column: str, flag: str) -> None:
@@ -147,10 +134,6 @@ def _require_column(raw: DatasetDict, column: str, flag: str) -> None:
                 f"the {split} data has no column {column!r} (columns: {', '.join(dataset.column_names)}); "
                 f"fix {flag} or the data"
             )
-
-
-def _limit(dataset: Dataset, count: int | None) -> Dataset:
-    return dataset.select(range(min(count, len(dataset)))) if count is not None else dataset
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -215,30 +198,113 @@ def classification_metrics(num_labels: int):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _model_config(
-    model_args: ModelArguments, tokenizer: PreTrainedTokenizerBase, resume_from: str | None, **task_fields: Any
-) -> tuple[PretrainedConfig, bool]:
-    if resume_from:
-        config = AutoConfig.from_pretrained(resume_from, trust_remote_code=model_args.trust_remote_code)
-        return config, bool(model_args.model_name_or_path)
-    config, from_pretrained = build_config(model_args, **special_token_ids(tokenizer), **task_fields)
-    if from_pretrained:
-        for key, value in task_fields.items():
-            setattr(config, key, value)
-    if config.pad_token_id is None:
-        config.pad_token_id = tokenizer.pad_token_id  # batches are padded, and classifiers pool the last real token
-    return config, from_pretrained
-
-
-def _max_length(finetune_args: FinetuneArguments, data_args: DataArguments, config: PretrainedConfig) -> int:
+def max_seq_length(finetune_args: FinetuneArguments, data_args: DataArguments, config: PretrainedConfig) -> int:
+    """`--max_seq_length`, else `--block_size`, else the model's context up to 1024 (512 for an RNN)."""
     limit = max_positions(config)
-    length = finetune_args.max_seq_length or data_args.block_size or min(limit or _DEFAULT_MAX_SEQ_LENGTH, 1024)
+    default = min(limit, MAX_DEFAULT_CONTEXT) if limit is not None else _DEFAULT_MAX_SEQ_LENGTH
+    length = finetune_args.max_seq_length or data_args.block_size or default
     if limit is not None and length > limit:
         raise UserError(
             f"examples of {length} tokens are beyond what the model takes ({limit} positions); "
             "lower --max_seq_length / --block_size"
         )
     return length
+
+
+class _LabelledTask(Task):
+    """A fine-tuning task on rows of task data: a model must be named, and the data are not streamed."""
+
+    default_model_type = None
+
+    def __init__(self, finetune_args: FinetuneArguments):
+        self.finetune_args = finetune_args
+
+    def check_arguments(self, model_args: ModelArguments, data_args: DataArguments, training_args) -> None:
+        if not model_args.model_name_or_path and not model_args.model_type and not model_args.config_name:
+            raise UserError(
+                "say which model to fine-tune: --model_name_or_path (or --model_type to start from scratch)"
+            )
+
+
+class PromptCompletionTask(_LabelledTask):
+    """Prompt/completion pairs; the loss counts only the completion and its appended EOS."""
+
+    name = "prompt_completion"
+    auto_class = AutoModelForCausalLM
+
+    def load_data(self, data_args: DataArguments, cache_dir: str | None) -> DatasetDict:
+        args = self.finetune_args
+        raw = _load_task_data(data_args, cache_dir, args.prompt_column, self.name)
+        raw = DatasetDict({split: ds.rename_column("text", args.prompt_column) for split, ds in raw.items()})
+        _require_column(raw, args.completion_column, "--completion_column")
+        return raw
+
+    def check_tokenizer(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        if tokenizer.eos_token_id is None:
+            raise UserError("the tokenizer has no eos_token to end completions with; use one that has")
+
+    def check_config(self, config: PretrainedConfig, tokenizer: PreTrainedTokenizerBase) -> None:
+        check_causal_lm(config)
+
+    def prepare_datasets(self, raw, tokenizer, config, data_args: DataArguments) -> DatasetDict:
+        length = max_seq_length(self.finetune_args, data_args, config)
+        return prepare_prompt_completion(raw, tokenizer, self.finetune_args, length)
+
+    def data_collator(self, tokenizer, model):
+        return DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE_INDEX, padding=True)
+
+    def prepare_model(self, model, tokenizer, from_pretrained: bool) -> None:
+        if not from_pretrained:
+            set_generation_defaults(model, tokenizer)
+
+
+class ClassificationTask(_LabelledTask):
+    """Text/label pairs through `AutoModelForSequenceClassification`; accuracy and macro-F1."""
+
+    name = "classification"
+    auto_class = AutoModelForSequenceClassification
+    reports_perplexity = False
+
+    def __init__(self, finetune_args: FinetuneArguments):
+        super().__init__(finetune_args)
+        self.id2label: dict[int, str] = {}
+        self.label2id: dict[str, int] = {}
+
+    def load_data(self, data_args: DataArguments, cache_dir: str | None) -> DatasetDict:
+        raw = _load_task_data(data_args, cache_dir, data_args.text_column_name or "text", self.name)
+        _require_column(raw, self.finetune_args.label_column_name, "--label_column_name")
+        self.id2label, self.label2id = label_mapping(raw, self.finetune_args.label_column_name)
+        return raw
+
+    def config_fields(self, raw, tokenizer) -> dict[str, Any]:
+        return {"num_labels": len(self.id2label), "id2label": self.id2label, "label2id": self.label2id}
+
+    def check_config(self, config: PretrainedConfig, tokenizer: PreTrainedTokenizerBase) -> None:
+        if type(config) not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING:
+            raise UserError(f"{config.model_type} models have no sequence-classification head; use rnn or transformer")
+
+    def prepare_datasets(self, raw, tokenizer, config, data_args: DataArguments) -> DatasetDict:
+        length = max_seq_length(self.finetune_args, data_args, config)
+        return prepare_classification(raw, tokenizer, self.finetune_args.label_column_name, self.label2id, length)
+
+    def data_collator(self, tokenizer, model):
+        return DataCollatorWithPadding(tokenizer)
+
+    def compute_metrics(self, tokenizer):
+        return classification_metrics(len(self.id2label))
+
+
+def finetune_task(finetune_args: FinetuneArguments) -> Task:
+    """The `Task` behind `--task` (`causal_lm`, `prompt_completion`, `classification` or `seq2seq`)."""
+    if finetune_args.task == "causal_lm":
+        return CausalLMTask()
+    if finetune_args.task == "prompt_completion":
+        return PromptCompletionTask(finetune_args)
+    if finetune_args.task == "classification":
+        return ClassificationTask(finetune_args)
+    from hf_textgen.training.seq2seq import Seq2SeqTask
+
+    return Seq2SeqTask(finetune_args)
 
 
 def run_finetune(
@@ -253,102 +319,4 @@ def run_finetune(
     Returns:
         The train and eval metrics together.
     """
-    task = finetune_args.task
-    if task == "causal_lm":
-        return run_pretrain(model_args, data_args, training_args, callbacks=callbacks)
-    if task == "seq2seq":
-        try:
-            from hf_textgen.training.seq2seq import run_seq2seq_finetune
-        except ImportError:
-            raise UserError("--task seq2seq is not available in this installation") from None
-        return run_seq2seq_finetune(model_args, data_args, finetune_args, training_args, callbacks=callbacks)
-
-    setup_logging(training_args)
-    if not model_args.model_name_or_path and not model_args.model_type and not model_args.config_name:
-        raise UserError("say which model to fine-tune: --model_name_or_path (or --model_type to start from scratch)")
-    check_training_args(training_args)
-    resume_from = resolve_resume_checkpoint(training_args) if training_args.do_train else None
-    set_seed(training_args.seed)
-
-    if model_args.model_name_or_path:
-        check_local_path(model_args.model_name_or_path, "--model_name_or_path")
-    tokenizer_source = model_args.tokenizer_name or resume_from or model_args.model_name_or_path
-    if not tokenizer_source:
-        raise UserError(f"--task {task} from scratch needs a tokenizer: pass --tokenizer_name")
-    tokenizer = load_tokenizer(tokenizer_source, model_args)
-
-    if task == "prompt_completion":
-        if tokenizer.eos_token_id is None:
-            raise UserError("the tokenizer has no eos_token to end completions with; use one that has")
-        with training_args.main_process_first(desc="loading the data"):
-            raw = _load_task_data(data_args, model_args, finetune_args.prompt_column, task)
-        raw = DatasetDict({split: ds.rename_column("text", finetune_args.prompt_column) for split, ds in raw.items()})
-        _require_column(raw, finetune_args.completion_column, "--completion_column")
-        config, from_pretrained = _model_config(model_args, tokenizer, resume_from)
-        check_causal_lm(config)
-        auto_class = AutoModelForCausalLM
-    else:  # classification
-        with training_args.main_process_first(desc="loading the data"):
-            raw = _load_task_data(data_args, model_args, data_args.text_column_name or "text", task)
-        _require_column(raw, finetune_args.label_column_name, "--label_column_name")
-        id2label, label2id = label_mapping(raw, finetune_args.label_column_name)
-        config, from_pretrained = _model_config(
-            model_args, tokenizer, resume_from, num_labels=len(id2label), id2label=id2label, label2id=label2id
-        )
-        if type(config) not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING:
-            raise UserError(f"{config.model_type} models have no sequence-classification head; use rnn or transformer")
-        auto_class = AutoModelForSequenceClassification
-    check_tokenizer_fits(tokenizer, config)
-    max_length = _max_length(finetune_args, data_args, config)
-
-    # The main process fills the datasets cache first; the others then read it instead of racing to write it.
-    with training_args.main_process_first(desc="tokenizing"):
-        if task == "prompt_completion":
-            processed = prepare_prompt_completion(raw, tokenizer, finetune_args, max_length)
-            collator = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE_INDEX, padding=True)
-            compute_metrics = None
-        else:
-            processed = prepare_classification(raw, tokenizer, finetune_args.label_column_name, label2id, max_length)
-            collator = DataCollatorWithPadding(tokenizer)
-            compute_metrics = classification_metrics(len(id2label))
-
-    train_dataset = _limit(processed["train"], data_args.max_train_samples) if training_args.do_train else None
-    eval_dataset = _limit(processed["validation"], data_args.max_eval_samples) if training_args.do_eval else None
-
-    model = load_model(auto_class, config, model_args, from_pretrained)
-    # Every check has passed: from here on the output folder may be written.
-    prepare_output_dir(training_args, resume_from)
-    if task == "prompt_completion" and not from_pretrained:
-        set_generation_defaults(model, tokenizer)
-    if not torch.cuda.is_available():
-        training_args.dataloader_pin_memory = False  # nothing to pin for without an accelerator
-
-    trainer = Trainer(
-        model=model,
-        args=training_args,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
-        processing_class=tokenizer,
-        data_collator=collator,
-        compute_metrics=compute_metrics,
-        callbacks=[RankSyncCallback(), *(callbacks or [])],
-    )
-    train_metrics = None
-    if training_args.do_train:
-        train_result = trainer.train(resume_from_checkpoint=resume_from)
-        train_metrics = {**train_result.metrics, "train_samples": len(train_dataset)}
-    eval_metrics = None
-    if training_args.do_eval:
-        eval_metrics = trainer.evaluate()
-        eval_metrics["eval_samples"] = len(eval_dataset)
-        if task == "prompt_completion":
-            eval_metrics["perplexity"] = perplexity(eval_metrics["eval_loss"])
-    finish(
-        trainer,
-        train_metrics,
-        eval_metrics,
-        base_model=model_args.model_name_or_path,
-        datasets=data_args.dataset_name,
-        task=task,
-    )
-    return {**(train_metrics or {}), **(eval_metrics or {})}
+    return run_task(finetune_task(finetune_args), model_args, data_args, training_args, callbacks=callbacks)

@@ -22,10 +22,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-import torch
 from datasets import DatasetDict
 from transformers import (
-    AutoConfig,
     AutoModelForSeq2SeqLM,
     DataCollatorForSeq2Seq,
     EvalPrediction,
@@ -34,28 +32,15 @@ from transformers import (
     Seq2SeqTrainer,
     Seq2SeqTrainingArguments,
     TrainerCallback,
-    set_seed,
 )
 
 from hf_textgen.data import load_raw_datasets
 from hf_textgen.errors import UserError
-from hf_textgen.training.common import (
-    build_config,
-    check_tokenizer_fits,
-    load_model,
-    load_tokenizer,
-    max_positions,
-    prepare_output_dir,
-    resolve_resume_checkpoint,
-    special_token_ids,
-    train_tokenizer_on,
-)
-from hf_textgen.training.pretrain import setup_logging
-from hf_textgen.training.results import RankSyncCallback, finish, perplexity
+from hf_textgen.generation import max_positions, set_default_generation_config
+from hf_textgen.training.runner import IGNORE_INDEX, Task, run_task
 
 logger = logging.getLogger(__name__)
 
-IGNORE_INDEX = -100  # label value the cross-entropy loss skips
 SEQ2SEQ_MODEL_TYPE = "hf_textgen_seq2seq"
 _SOURCE, _TARGET = "source", "target"  # internal column names once the user's columns are found
 
@@ -177,29 +162,6 @@ def seq2seq_metrics(tokenizer: PreTrainedTokenizerBase):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _model_config(model_args, tokenizer: PreTrainedTokenizerBase, resume_from: str | None):
-    """The config to train: from a checkpoint, a saved model, a config, or the seq2seq preset from scratch."""
-    if resume_from:
-        return AutoConfig.from_pretrained(resume_from, trust_remote_code=model_args.trust_remote_code), bool(
-            model_args.model_name_or_path
-        )
-    from_scratch: dict[str, Any] = special_token_ids(tokenizer)
-    # The decoder starts every target from BOS (or, for tokenizers without one, from padding as T5 does).
-    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.pad_token_id
-    from_scratch["decoder_start_token_id"] = start
-    config, from_pretrained = build_config(model_args, default_model_type=SEQ2SEQ_MODEL_TYPE, **from_scratch)
-    if not getattr(config, "is_encoder_decoder", False):
-        raise UserError(
-            f"--task seq2seq needs an encoder-decoder model, but {config.model_type} is not one; "
-            "use --model_type seq2seq (or an encoder-decoder --model_name_or_path)"
-        )
-    if getattr(config, "decoder_start_token_id", None) is None and start is not None:
-        config.decoder_start_token_id = start
-    if config.pad_token_id is None:
-        config.pad_token_id = tokenizer.pad_token_id
-    return config, from_pretrained
-
-
 def _lengths(finetune_args, config: PretrainedConfig) -> tuple[int, int]:
     """`--max_source_length` / `--max_target_length`, capped at what the model takes."""
     limit = max_positions(config)
@@ -227,17 +189,88 @@ def _set_generation_config(model, tokenizer: PreTrainedTokenizerBase, max_target
         settings["max_new_tokens"] = max_target_length
     else:
         settings.update(max_length=max_target_length + 1, max_new_tokens=None)
-    try:
-        from hf_textgen.generation import set_default_generation_config
-    except ImportError:
-        model.generation_config.update(**{key: value for key, value in settings.items() if value is not None})
-        return
     set_default_generation_config(model, tokenizer, **settings)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # The runner
 # ---------------------------------------------------------------------------------------------------------------
+
+
+class Seq2SeqTask(Task):
+    """(source, target) pairs through an encoder-decoder and the `Seq2SeqTrainer` (see the module docstring)."""
+
+    name = "seq2seq"
+    auto_class = AutoModelForSeq2SeqLM
+    trainer_class = Seq2SeqTrainer
+    default_model_type = SEQ2SEQ_MODEL_TYPE
+
+    def __init__(self, finetune_args):
+        self.finetune_args = finetune_args
+        self.max_target_length: int | None = None
+
+    def check_arguments(self, model_args, data_args, training_args) -> None:
+        if not isinstance(training_args, Seq2SeqTrainingArguments):
+            raise TypeError("--task seq2seq needs Seq2SeqTrainingArguments (generation settings for evaluation)")
+        if training_args.do_eval:
+            training_args.predict_with_generate = True  # exact match and BLEU score generated text
+
+    def load_data(self, data_args, cache_dir: str | None) -> DatasetDict:
+        source_column = getattr(self.finetune_args, "source_column", _SOURCE)
+        target_column = getattr(self.finetune_args, "target_column", _TARGET)
+        return load_pairs(data_args, source_column, target_column, cache_dir)
+
+    def tokenizer_texts(self, raw: DatasetDict) -> Iterator[str]:
+        return _texts(raw)
+
+    def check_tokenizer(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        if tokenizer.eos_token_id is None:
+            raise UserError("the tokenizer has no eos_token to end targets with; use one that has")
+
+    def scratch_config_fields(self, tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
+        # The decoder starts every target from BOS (or, for tokenizers without one, from padding as T5 does).
+        return {"decoder_start_token_id": _decoder_start(tokenizer)}
+
+    def check_config(self, config: PretrainedConfig, tokenizer: PreTrainedTokenizerBase) -> None:
+        if not getattr(config, "is_encoder_decoder", False):
+            raise UserError(
+                f"--task seq2seq needs an encoder-decoder model, but {config.model_type} is not one; "
+                "use --model_type seq2seq (or an encoder-decoder --model_name_or_path)"
+            )
+        if getattr(config, "decoder_start_token_id", None) is None:
+            config.decoder_start_token_id = _decoder_start(tokenizer)
+
+    def prepare_datasets(self, raw, tokenizer, config, data_args) -> DatasetDict:
+        max_source_length, self.max_target_length = _lengths(self.finetune_args, config)
+        return raw.map(
+            tokenize_pairs,
+            batched=True,
+            remove_columns=[_SOURCE, _TARGET],
+            fn_kwargs={
+                "tokenizer": tokenizer,
+                "max_source_length": max_source_length,
+                "max_target_length": self.max_target_length,
+            },
+            desc="Tokenizing sources and targets",
+        )
+
+    def data_collator(self, tokenizer, model):
+        return DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=IGNORE_INDEX)
+
+    def compute_metrics(self, tokenizer):
+        return seq2seq_metrics(tokenizer)
+
+    def prepare_model(self, model, tokenizer, from_pretrained: bool) -> None:
+        if not from_pretrained:
+            _set_generation_config(model, tokenizer, self.max_target_length, saving=False)
+
+    def before_save(self, trainer, tokenizer, from_pretrained: bool) -> None:
+        if not from_pretrained:
+            _set_generation_config(trainer.model, tokenizer, self.max_target_length, saving=True)
+
+
+def _decoder_start(tokenizer: PreTrainedTokenizerBase) -> int | None:
+    return tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.pad_token_id
 
 
 def run_seq2seq_finetune(
@@ -267,84 +300,4 @@ def run_seq2seq_finetune(
         UserError: Missing or empty data, a missing column, a model that is not an encoder-decoder, a tokenizer
             that does not fit the model, or an output folder that would be clobbered.
     """
-    if not isinstance(training_args, Seq2SeqTrainingArguments):
-        raise TypeError("run_seq2seq_finetune needs Seq2SeqTrainingArguments (generation settings for evaluation)")
-    setup_logging(training_args)
-    source_column = getattr(finetune_args, "source_column", _SOURCE)
-    target_column = getattr(finetune_args, "target_column", _TARGET)
-    resume_from = resolve_resume_checkpoint(training_args) if training_args.do_train else None
-    set_seed(training_args.seed)
-
-    pairs = load_pairs(data_args, source_column, target_column, model_args.cache_dir)
-    tokenizer_source = model_args.tokenizer_name or resume_from or model_args.model_name_or_path
-    if tokenizer_source:
-        tokenizer = load_tokenizer(tokenizer_source, model_args)
-    else:
-        tokenizer = train_tokenizer_on(_texts(pairs), model_args)
-    if tokenizer.eos_token_id is None:
-        raise UserError("the tokenizer has no eos_token to end targets with; use one that has")
-    config, from_pretrained = _model_config(model_args, tokenizer, resume_from)
-    check_tokenizer_fits(tokenizer, config)
-    max_source_length, max_target_length = _lengths(finetune_args, config)
-
-    processed = pairs.map(
-        tokenize_pairs,
-        batched=True,
-        remove_columns=[_SOURCE, _TARGET],
-        fn_kwargs={
-            "tokenizer": tokenizer,
-            "max_source_length": max_source_length,
-            "max_target_length": max_target_length,
-        },
-        desc="Tokenizing sources and targets",
-    )
-    train_dataset = eval_dataset = None
-    if training_args.do_train:
-        train_dataset = processed["train"]
-        if data_args.max_train_samples is not None:
-            train_dataset = train_dataset.select(range(min(data_args.max_train_samples, len(train_dataset))))
-    if training_args.do_eval:
-        eval_dataset = processed["validation"]
-        if data_args.max_eval_samples is not None:
-            eval_dataset = eval_dataset.select(range(min(data_args.max_eval_samples, len(eval_dataset))))
-        training_args.predict_with_generate = True
-
-    model = load_model(AutoModelForSeq2SeqLM, config, model_args, from_pretrained)
-    if not from_pretrained:
-        _set_generation_config(model, tokenizer, max_target_length, saving=False)
-    # Every check has passed: from here on the output folder may be written.
-    prepare_output_dir(training_args, resume_from)
-    tokenizer.model_max_length = max_positions(config) or tokenizer.model_max_length
-    if not torch.cuda.is_available():
-        training_args.dataloader_pin_memory = False  # nothing to pin for without an accelerator
-
-    trainer = Seq2SeqTrainer(
-        model=model,
-        args=training_args,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
-        processing_class=tokenizer,
-        data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=IGNORE_INDEX),
-        compute_metrics=seq2seq_metrics(tokenizer) if eval_dataset is not None else None,
-        callbacks=[RankSyncCallback(), *(callbacks or [])],
-    )
-    train_metrics = None
-    if training_args.do_train:
-        train_result = trainer.train(resume_from_checkpoint=resume_from)
-        train_metrics = {**train_result.metrics, "train_samples": len(train_dataset)}
-    eval_metrics = None
-    if training_args.do_eval:
-        eval_metrics = trainer.evaluate()
-        eval_metrics["eval_samples"] = len(eval_dataset)
-        eval_metrics["perplexity"] = perplexity(eval_metrics["eval_loss"])
-    if not from_pretrained:
-        _set_generation_config(trainer.model, tokenizer, max_target_length, saving=True)
-    finish(
-        trainer,
-        train_metrics,
-        eval_metrics,
-        base_model=model_args.model_name_or_path,
-        datasets=data_args.dataset_name,
-        task="seq2seq",
-    )
-    return {**(train_metrics or {}), **(eval_metrics or {})}
+    return run_task(Seq2SeqTask(finetune_args), model_args, data_args, training_args, callbacks=callbacks)
