@@ -40,8 +40,10 @@ from transformers.generation.streamers import BaseStreamer
 
 import hf_textgen  # noqa: F401  (registers the Auto classes)
 
-# The subprocess for the remote-code test: hf_textgen is made unimportable before transformers loads the saved
-# folder, and the test fails if it still imports, so only the code saved next to the weights can be running.
+# The subprocess for the remote-code tests: hf_textgen is made unimportable before transformers loads the saved
+# folders, and the test fails if it still imports, so only the code saved next to the weights can be running. Each
+# entry of the JSON manifest names an Auto class, a saved folder, and a safetensors file with the model's inputs and
+# the expected first output (logits or last hidden state), or no file when only the loaded class is checked.
 _REMOTE_CODE_SCRIPT = textwrap.dedent(
     """
     import importlib.abc
@@ -65,55 +67,76 @@ _REMOTE_CODE_SCRIPT = textwrap.dedent(
         sys.exit("hf_textgen is still importable")
 
     import torch
+    import transformers
     from safetensors.torch import load_file
-    from transformers import AutoModelForCausalLM
 
     torch.set_num_threads(int(sys.argv[1]))  # as in the parent, so the float reductions run in the same order
+    with open(sys.argv[2]) as manifest:
+        entries = json.load(manifest)
     reports = []
-    for folder, expected_file in zip(sys.argv[2::2], sys.argv[3::2]):
-        tensors = load_file(expected_file)
-        model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
-        with torch.no_grad():
-            logits = model(input_ids=tensors["input_ids"]).logits
-        reports.append({
-            "module": type(model).__module__,
-            "max_abs_diff": (logits - tensors["logits"]).abs().max().item(),
-            "hf_textgen_loaded": any(name.split(".")[0] == "hf_textgen" for name in sys.modules),
-        })
+    for entry in entries:
+        loaded = getattr(transformers, entry["auto_class"]).from_pretrained(entry["folder"], trust_remote_code=True)
+        report = {"class": type(loaded).__name__, "module": type(loaded).__module__, "max_abs_diff": None}
+        if entry["tensors"] is not None:
+            inputs = load_file(entry["tensors"])
+            expected = inputs.pop("expected")
+            with torch.no_grad():
+                report["max_abs_diff"] = (loaded.eval()(**inputs)[0] - expected).abs().max().item()
+        reports.append(report)
+    reports.append({"hf_textgen_loaded": any(name.split(".")[0] == "hf_textgen" for name in sys.modules)})
     print(json.dumps(reports))
     """
 )
 
 
-def check_remote_code_loading(models_and_inputs: list[tuple], folder) -> None:
-    """Save each `(model, input_ids)` under `folder` and reload them all in ONE fresh Python process that cannot
-    import hf_textgen, via `AutoModelForCausalLM.from_pretrained(..., trust_remote_code=True)`; the logits must be
-    identical. One process for several models because starting Python with torch costs seconds on a busy box.
-    """
-    arguments = []
-    for index, (model, input_ids) in enumerate(models_and_inputs):
-        with torch.no_grad():
-            logits = model(input_ids=input_ids).logits
-        model_folder, expected_file = folder / f"model_{index}", folder / f"expected_{index}.safetensors"
-        model.save_pretrained(model_folder)
-        save_file({"input_ids": input_ids, "logits": logits.contiguous()}, str(expected_file))
-        arguments += [str(model_folder), str(expected_file)]
-    script = folder / "load_remote.py"
+def run_remote_code_loads(entries: list[dict], folder) -> list[dict]:
+    """Load every entry (`auto_class`, `folder`, `tensors` as described above `_REMOTE_CODE_SCRIPT`) in ONE fresh
+    Python process that cannot import hf_textgen, with `trust_remote_code=True`; return one report per entry
+    (`class`, `module`, `max_abs_diff`). One process for all because starting Python with torch costs seconds."""
+    manifest, script = folder / "remote_code_manifest.json", folder / "load_remote.py"
+    manifest.write_text(json.dumps(entries))
     script.write_text(_REMOTE_CODE_SCRIPT)
     # -I: no PYTHONPATH, no user site, no script folder on sys.path; the script also hides hf_textgen itself.
     result = subprocess.run(
-        [sys.executable, "-I", str(script), str(torch.get_num_threads()), *arguments],
+        [sys.executable, "-I", str(script), str(torch.get_num_threads()), str(manifest)],
         capture_output=True,
         text=True,
         cwd=folder,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    reports = json.loads(result.stdout.strip().splitlines()[-1])
-    assert len(reports) == len(models_and_inputs)
+    *reports, imports = json.loads(result.stdout.strip().splitlines()[-1])
+    assert not imports["hf_textgen_loaded"]
+    assert len(reports) == len(entries)
     for report in reports:
         assert report["module"].startswith("transformers_modules"), report
-        assert not report["hf_textgen_loaded"], report
+    return reports
+
+
+def save_with_expected_output(model, inputs: dict, folder, name: str) -> tuple[str, str]:
+    """Save `model` to `folder/name` and its first output on `inputs` next to it; return both paths."""
+    with torch.no_grad():
+        expected = model(**inputs)[0]
+    model_folder, tensors_file = folder / name, folder / f"{name}.safetensors"
+    model.save_pretrained(model_folder)
+    save_file(
+        {name: tensor.contiguous() for name, tensor in {**inputs, "expected": expected}.items()}, str(tensors_file)
+    )
+    return str(model_folder), str(tensors_file)
+
+
+def check_remote_code_loading(models_and_inputs: list[tuple], folder) -> None:
+    """Save each `(model, input_ids)` under `folder` and reload them all in ONE fresh Python process that cannot
+    import hf_textgen, via `AutoModelForCausalLM.from_pretrained(..., trust_remote_code=True)`; the logits must be
+    identical.
+    """
+    entries = []
+    for index, (model, input_ids) in enumerate(models_and_inputs):
+        model_folder, tensors_file = save_with_expected_output(
+            model, {"input_ids": input_ids}, folder, f"model_{index}"
+        )
+        entries.append({"auto_class": "AutoModelForCausalLM", "folder": model_folder, "tensors": tensors_file})
+    for report in run_remote_code_loads(entries, folder):
         assert report["max_abs_diff"] == 0.0, report
 
 
@@ -486,4 +509,9 @@ class CausalLMModelTestMixin:
             assert torch.equal(reloaded(input_ids=input_ids).logits, model(input_ids=input_ids).logits)
 
 
-__all__ = ["CausalLMModelTestMixin", "check_remote_code_loading"]
+__all__ = [
+    "CausalLMModelTestMixin",
+    "check_remote_code_loading",
+    "run_remote_code_loads",
+    "save_with_expected_output",
+]

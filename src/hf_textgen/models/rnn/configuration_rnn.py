@@ -1,6 +1,18 @@
 """Configuration of the recurrent (LSTM / GRU / Elman RNN) language models."""
 
-from transformers import PreTrainedConfig
+import transformers
+from packaging.version import Version
+
+# The oldest transformers release these models are tested on. Saved with their code, they run under whatever release
+# the user of a model folder has: an older one fails here, in one line, rather than somewhere inside a forward pass.
+MIN_TRANSFORMERS_VERSION = "5.19"
+if Version(transformers.__version__) < Version(MIN_TRANSFORMERS_VERSION):
+    raise ImportError(
+        f"This model needs transformers>={MIN_TRANSFORMERS_VERSION}, but transformers {transformers.__version__} is "
+        f"installed: pip install -U 'transformers>={MIN_TRANSFORMERS_VERSION}'"
+    )
+
+from transformers import PreTrainedConfig  # noqa: E402
 
 CELL_TYPES = ("lstm", "gru", "rnn")
 

@@ -26,6 +26,10 @@ from transformers.modeling_outputs import (
 
 from .configuration_rnn import RNNConfig
 
+# transformers 5.24 renamed the cache from `past_key_values` to `cache` (output fields and `forward` arguments). A
+# saved model runs under whatever transformers its user has, so this file speaks the installed release's name.
+_CACHE = "cache" if "cache" in BaseModelOutputWithPast.__dataclass_fields__ else "past_key_values"
+
 _RNN_CLASSES = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
 
@@ -96,6 +100,30 @@ class RNNPreTrainedModel(PreTrainedModel):
     _is_stateful = True
     supports_gradient_checkpointing = False
 
+    # Every Auto class of the family and the class it builds: `save_pretrained` writes them all into `auto_map`.
+    _auto_map_classes: dict[str, str] = {
+        "AutoModel": "RNNModel",
+        "AutoModelForCausalLM": "RNNForCausalLM",
+        "AutoModelForSequenceClassification": "RNNForSequenceClassification",
+    }
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`; the folder's `auto_map` names every Auto class of the family.
+
+        transformers records only the Auto class of the class that saves, so a folder saved by one class would not
+        load with `trust_remote_code=True` through the family's other Auto classes (`AutoModel` on a causal-LM
+        folder, for instance).
+        """
+        if self._auto_class is not None:  # the code travels with the weights (see `register_for_auto_class`)
+            module = type(self).__module__.rsplit(".", 1)[-1]
+            config_module = type(self.config).__module__.rsplit(".", 1)[-1]
+            self.config.auto_map = {
+                **(getattr(self.config, "auto_map", None) or {}),
+                "AutoConfig": f"{config_module}.{type(self.config).__name__}",
+                **{auto_class: f"{module}.{name}" for auto_class, name in self._auto_map_classes.items()},
+            }
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
         if isinstance(module, nn.RNNBase):
@@ -153,8 +181,10 @@ class RNNModel(RNNPreTrainedModel):
         """The layer's cached state in the `(1, B, H)` layout torch's RNNs take, or None to start from zeros."""
         if cache is None or not cache.has_previous_state(layer_idx):
             return None
+        # The layer's own slots, not `cache.get_recurrent_state`, which transformers only has from 5.24 on.
+        slots = cache.layers[layer_idx].recurrent_states
         states = tuple(
-            cache.get_recurrent_state(layer_idx, state_idx).unsqueeze(0)  # (B, H) -> (1, B, H)
+            slots[state_idx].unsqueeze(0)  # (B, H) -> (1, B, H)
             for state_idx in range(self.config.number_of_conv_states)
         )
         return states if len(states) == 2 else states[0]
@@ -191,6 +221,7 @@ class RNNModel(RNNPreTrainedModel):
         """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
+        cache = kwargs.pop("past_key_values", cache)  # generation before transformers 5.24 passes the old name
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
@@ -235,7 +266,9 @@ class RNNModel(RNNPreTrainedModel):
 
         if not return_dict:
             return tuple(value for value in (hidden_states, cache, all_hidden_states) if value is not None)
-        return BaseModelOutputWithPast(last_hidden_state=hidden_states, cache=cache, hidden_states=all_hidden_states)
+        return BaseModelOutputWithPast(
+            last_hidden_state=hidden_states, hidden_states=all_hidden_states, **{_CACHE: cache}
+        )
 
 
 class RNNForCausalLM(RNNPreTrainedModel, GenerationMixin):
@@ -266,6 +299,12 @@ class RNNForCausalLM(RNNPreTrainedModel, GenerationMixin):
     def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
         self.lm_head = new_embeddings
 
+    @classmethod
+    def _supports_default_dynamic_cache(cls) -> bool:
+        # Before transformers 5.24 (the release that renamed the cache), `generate` asks every cache it made for its
+        # length, which a cache of recurrent states only cannot tell; there the first step makes the cache instead.
+        return _CACHE == "cache"
+
     def prepare_inputs_for_generation(
         self,
         input_ids: torch.LongTensor,
@@ -276,12 +315,13 @@ class RNNForCausalLM(RNNPreTrainedModel, GenerationMixin):
         is_first_iteration: bool | None = False,
         **kwargs,
     ) -> dict:
+        cache = kwargs.pop("past_key_values", cache)  # the name before transformers 5.24
         model_inputs = super().prepare_inputs_for_generation(
             input_ids,
             attention_mask=attention_mask,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
-            cache=cache,
+            **{_CACHE: cache},
             is_first_iteration=is_first_iteration,
             **kwargs,
         )
@@ -312,6 +352,7 @@ class RNNForCausalLM(RNNPreTrainedModel, GenerationMixin):
             logits_to_keep: compute logits only for the last this-many positions (0 = all), or at these indices.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        cache = kwargs.pop("past_key_values", cache)  # generation before transformers 5.24 passes the old name
         outputs = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -321,7 +362,7 @@ class RNNForCausalLM(RNNPreTrainedModel, GenerationMixin):
             output_hidden_states=output_hidden_states,
             return_dict=True,
         )
-        hidden_states = outputs.last_hidden_state  # (B, T, H)
+        hidden_states, cache = outputs.last_hidden_state, getattr(outputs, _CACHE)  # (B, T, H)
         keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
         logits = self.lm_head(hidden_states[:, keep, :])  # (B, T_kept, V)
 
@@ -330,11 +371,9 @@ class RNNForCausalLM(RNNPreTrainedModel, GenerationMixin):
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
 
         if not return_dict:
-            output = tuple(value for value in (logits, outputs.cache, outputs.hidden_states) if value is not None)
+            output = tuple(value for value in (logits, cache, outputs.hidden_states) if value is not None)
             return (loss, *output) if loss is not None else output
-        return CausalLMOutputWithPast(
-            loss=loss, logits=logits, cache=outputs.cache, hidden_states=outputs.hidden_states
-        )
+        return CausalLMOutputWithPast(loss=loss, logits=logits, hidden_states=outputs.hidden_states, **{_CACHE: cache})
 
 
 class RNNForSequenceClassification(RNNPreTrainedModel):

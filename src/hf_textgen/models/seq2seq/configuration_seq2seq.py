@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
-from huggingface_hub.dataclasses import strict
-from transformers import PreTrainedConfig
-from transformers.activations import ACT2FN
+import transformers
+from packaging.version import Version
+
+# The oldest transformers release these models are tested on. Saved with their code, they run under whatever release
+# the user of a model folder has: an older one fails here, in one line, rather than somewhere inside a forward pass.
+MIN_TRANSFORMERS_VERSION = "5.19"
+if Version(transformers.__version__) < Version(MIN_TRANSFORMERS_VERSION):
+    raise ImportError(
+        f"This model needs transformers>={MIN_TRANSFORMERS_VERSION}, but transformers {transformers.__version__} is "
+        f"installed: pip install -U 'transformers>={MIN_TRANSFORMERS_VERSION}'"
+    )
+
+from huggingface_hub.dataclasses import strict  # noqa: E402
+from transformers import PreTrainedConfig  # noqa: E402
+from transformers.activations import ACT2FN  # noqa: E402
 
 
 @strict

@@ -45,6 +45,10 @@ from transformers.utils import can_return_tuple
 
 from .configuration_seq2seq import Seq2SeqTransformerConfig
 
+# transformers 5.24 renamed the cache from `past_key_values` to `cache` (output fields, `forward` and mask-function
+# arguments). A saved model runs under whatever transformers its user has, so this file speaks the installed name.
+_CACHE = "cache" if "cache" in Seq2SeqLMOutput.__dataclass_fields__ else "past_key_values"
+
 
 def sinusoidal_positions(position_ids: torch.Tensor, dim: int) -> torch.Tensor:
     """The fixed sin/cos position encodings of Vaswani et al. for integer positions `(B, T)`, as `(B, T, dim)`.
@@ -343,7 +347,10 @@ class Seq2SeqTransformerDecoder(nn.Module):
 
         self_attention_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
         causal_mask = create_causal_mask(
-            config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask, cache=self_attention_cache
+            config=self.config,
+            inputs_embeds=hidden_states,
+            attention_mask=attention_mask,
+            **{_CACHE: self_attention_cache},
         )
         cross_mask = create_bidirectional_mask(
             config=self.config,
@@ -360,7 +367,7 @@ class Seq2SeqTransformerDecoder(nn.Module):
         if output_hidden_states:
             all_hidden_states += (hidden_states,)
         return BaseModelOutputWithPastAndCrossAttentions(
-            last_hidden_state=hidden_states, cache=cache if use_cache else None, hidden_states=all_hidden_states
+            last_hidden_state=hidden_states, hidden_states=all_hidden_states, **{_CACHE: cache if use_cache else None}
         )
 
 
@@ -376,6 +383,29 @@ class Seq2SeqTransformerPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flash_attn = False
     _supports_flex_attn = False
+
+    # Every Auto class of the family and the class it builds: `save_pretrained` writes them all into `auto_map`.
+    _auto_map_classes: dict[str, str] = {
+        "AutoModel": "Seq2SeqTransformerModel",
+        "AutoModelForSeq2SeqLM": "Seq2SeqTransformerForConditionalGeneration",
+    }
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`; the folder's `auto_map` names every Auto class of the family.
+
+        transformers records only the Auto class of the class that saves, so a folder saved by one class would not
+        load with `trust_remote_code=True` through the family's other Auto classes (`AutoModel` on a causal-LM
+        folder, for instance).
+        """
+        if self._auto_class is not None:  # the code travels with the weights (see `register_for_auto_class`)
+            module = type(self).__module__.rsplit(".", 1)[-1]
+            config_module = type(self.config).__module__.rsplit(".", 1)[-1]
+            self.config.auto_map = {
+                **(getattr(self.config, "auto_map", None) or {}),
+                "AutoConfig": f"{config_module}.{type(self.config).__name__}",
+                **{auto_class: f"{module}.{name}" for auto_class, name in self._auto_map_classes.items()},
+            }
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
@@ -478,14 +508,14 @@ class Seq2SeqTransformerModel(Seq2SeqTransformerPreTrainedModel):
             attention_mask=decoder_attention_mask,
             encoder_hidden_states=encoder_outputs.last_hidden_state,
             encoder_attention_mask=attention_mask,
-            cache=cache,
+            cache=kwargs.pop("past_key_values", cache),  # generation before transformers 5.24 passes the old name
             inputs_embeds=decoder_inputs_embeds,
             use_cache=use_cache,
             output_hidden_states=output_hidden_states,
         )
         return Seq2SeqModelOutput(
             last_hidden_state=decoder_outputs.last_hidden_state,
-            cache=decoder_outputs.cache,
+            **{_CACHE: getattr(decoder_outputs, _CACHE)},
             decoder_hidden_states=decoder_outputs.hidden_states,
             encoder_last_hidden_state=encoder_outputs.last_hidden_state,
             encoder_hidden_states=encoder_outputs.hidden_states,
@@ -557,7 +587,7 @@ class Seq2SeqTransformerForConditionalGeneration(Seq2SeqTransformerPreTrainedMod
             decoder_input_ids=decoder_input_ids,
             decoder_attention_mask=decoder_attention_mask,
             encoder_outputs=encoder_outputs,
-            cache=cache,
+            cache=kwargs.pop("past_key_values", cache),  # generation before transformers 5.24 passes the old name
             inputs_embeds=inputs_embeds,
             decoder_inputs_embeds=decoder_inputs_embeds,
             use_cache=use_cache,
@@ -574,7 +604,7 @@ class Seq2SeqTransformerForConditionalGeneration(Seq2SeqTransformerPreTrainedMod
         return Seq2SeqLMOutput(
             loss=loss,
             logits=logits,
-            cache=outputs.cache,
+            **{_CACHE: getattr(outputs, _CACHE)},
             decoder_hidden_states=outputs.decoder_hidden_states,
             encoder_last_hidden_state=outputs.encoder_last_hidden_state,
             encoder_hidden_states=outputs.encoder_hidden_states,

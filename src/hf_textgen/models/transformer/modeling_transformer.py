@@ -39,6 +39,10 @@ from transformers.utils import can_return_tuple
 
 from .configuration_transformer import TransformerConfig
 
+# transformers 5.24 renamed the cache from `past_key_values` to `cache` (output fields, `forward` and mask-function
+# arguments). A saved model runs under whatever transformers its user has, so this file speaks the installed name.
+_CACHE = "cache" if "cache" in BaseModelOutputWithPast.__dataclass_fields__ else "past_key_values"
+
 
 class TransformerRMSNorm(nn.Module):
     """Root-mean-square layer norm with a learned scale, statistics in fp32 (as Llama's `LlamaRMSNorm`)."""
@@ -406,12 +410,36 @@ class TransformerPreTrainedModel(PreTrainedModel):
     base_model_prefix = "model"
     supports_gradient_checkpointing = True
     _no_split_modules = ["TransformerDecoderLayer"]
-    _skip_keys_device_placement = ["cache"]
+    _skip_keys_device_placement = [_CACHE]
     _supports_flash_attn = True
     _supports_sdpa = True
     _supports_flex_attn = True
     _supports_attention_backend = True
     _can_compile_fullgraph = True
+
+    # Every Auto class of the family and the class it builds: `save_pretrained` writes them all into `auto_map`.
+    _auto_map_classes: dict[str, str] = {
+        "AutoModel": "TransformerModel",
+        "AutoModelForCausalLM": "TransformerForCausalLM",
+        "AutoModelForSequenceClassification": "TransformerForSequenceClassification",
+    }
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`; the folder's `auto_map` names every Auto class of the family.
+
+        transformers records only the Auto class of the class that saves, so a folder saved by one class would not
+        load with `trust_remote_code=True` through the family's other Auto classes (`AutoModel` on a causal-LM
+        folder, for instance).
+        """
+        if self._auto_class is not None:  # the code travels with the weights (see `register_for_auto_class`)
+            module = type(self).__module__.rsplit(".", 1)[-1]
+            config_module = type(self.config).__module__.rsplit(".", 1)[-1]
+            self.config.auto_map = {
+                **(getattr(self.config, "auto_map", None) or {}),
+                "AutoConfig": f"{config_module}.{type(self.config).__name__}",
+                **{auto_class: f"{module}.{name}" for auto_class, name in self._auto_map_classes.items()},
+            }
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
@@ -470,8 +498,8 @@ class TransformerModel(TransformerPreTrainedModel):
             config=self.config,
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
-            cache=cache,
             position_ids=position_ids,
+            **{_CACHE: cache},
         )
 
     @can_return_tuple
@@ -505,6 +533,7 @@ class TransformerModel(TransformerPreTrainedModel):
         """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
+        cache = kwargs.pop("past_key_values", cache)  # generation before transformers 5.24 passes the old name
         output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
@@ -555,9 +584,9 @@ class TransformerModel(TransformerPreTrainedModel):
 
         return BaseModelOutputWithPast(
             last_hidden_state=hidden_states,
-            cache=cache if use_cache else None,
             hidden_states=all_hidden_states,
             attentions=all_attentions,
+            **{_CACHE: cache if use_cache else None},
         )
 
 
@@ -625,7 +654,7 @@ class TransformerForCausalLM(TransformerPreTrainedModel, GenerationMixin):
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            cache=cache,
+            cache=kwargs.pop("past_key_values", cache),  # generation before transformers 5.24 passes the old name
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             output_attentions=kwargs.pop("output_attentions", None),
@@ -643,7 +672,10 @@ class TransformerForCausalLM(TransformerPreTrainedModel, GenerationMixin):
             # A training step only needs the loss: skip the (B, T, V) logits and compute it chunk by chunk.
             loss = linear_cross_entropy(hidden_states, self.lm_head.weight, labels, **kwargs)
             return CausalLMOutputWithPast(
-                loss=loss, cache=outputs.cache, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+                loss=loss,
+                hidden_states=outputs.hidden_states,
+                attentions=outputs.attentions,
+                **{_CACHE: getattr(outputs, _CACHE)},
             )
 
         if isinstance(logits_to_keep, int):
@@ -660,9 +692,9 @@ class TransformerForCausalLM(TransformerPreTrainedModel, GenerationMixin):
         return CausalLMOutputWithPast(
             loss=loss,
             logits=logits,
-            cache=outputs.cache,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
+            **{_CACHE: getattr(outputs, _CACHE)},
         )
 
     @classmethod
@@ -776,7 +808,7 @@ class TransformerForSequenceClassification(TransformerPreTrainedModel):
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            cache=cache,
+            cache=kwargs.pop("past_key_values", cache),  # generation before transformers 5.24 passes the old name
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             output_attentions=kwargs.pop("output_attentions", None),
@@ -795,9 +827,9 @@ class TransformerForSequenceClassification(TransformerPreTrainedModel):
         return SequenceClassifierOutputWithPast(
             loss=loss,
             logits=logits,
-            cache=outputs.cache,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
+            **{_CACHE: getattr(outputs, _CACHE)},
         )
 
 
