@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("hf_textgen.commands.demo", "the main job: tokenizer, pretraining, evaluation, sample, in minutes"),
     "bench": ("hf_textgen.commands.bench", "side-by-side benchmarks vs transformers' Llama, JSON and PNG"),
     "push": ("hf_textgen.commands.push", "upload model, tokenizer, code, metrics and model card to the Hub"),
+    "export": ("hf_textgen.commands.export", "a Transformer as a plain Llama folder (serving engines) or GGUF"),
 }
 
 

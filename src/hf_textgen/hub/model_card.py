@@ -395,3 +395,54 @@ def write_model_card(
     path = Path(output_dir) / "README.md"
     path.write_text(str(card), encoding="utf-8")
     return path
+
+
+EXPORT_TEMPLATE_PATH = Path(__file__).parent / "templates" / "llama_export_model_card.md"
+
+
+def write_export_model_card(
+    export_dir: str | os.PathLike, source: str, *, repo_id: str | None = None, license: str | None = None
+) -> Path:
+    """Render README.md into a folder written by `hf-textgen export --format llama`.
+
+    Args:
+        export_dir: The exported Llama folder (its `config.json`, weights and copied result files are read).
+        source: The hf_textgen folder it was exported from, named in the card.
+        repo_id: Where the export will live on the Hub, for the usage snippet (default: the folder's name).
+        license: License id (default `apache-2.0`).
+
+    Returns:
+        The path of the written README.md.
+    """
+    export_dir = Path(export_dir)
+    config = _read_json(export_dir / "config.json") or {}
+    model_name = Path(source).resolve().name
+    repo_id = repo_id or f"your-username/{model_name}"
+    metrics = _collect_metrics(export_dir)
+    eval_results = _eval_results(metrics, "text-generation", "text", "held-out text") or None
+    parameter_count = count_parameters(export_dir)
+    card_data = ModelCardData(
+        language="en",
+        license=license or "apache-2.0",
+        library_name="transformers",
+        pipeline_tag="text-generation",
+        tags=["hf_textgen", "llama"],
+        metrics=sorted({result.metric_type for result in eval_results or []}) or None,
+        model_name=model_name,
+        eval_results=eval_results,
+    )
+    card = ModelCard.from_template(
+        card_data,
+        template_path=str(EXPORT_TEMPLATE_PATH),
+        model_name=model_name,
+        repo_id=repo_id,
+        source=Path(source).name,
+        parameter_count=f"{parameter_count:,}",
+        parameter_count_text=_human_count(parameter_count),
+        config_rows=[(label, _format_value(config[key])) for key, label in _CONFIG_FIELDS if key in config],
+        max_position_embeddings=config.get("max_position_embeddings"),
+        eval_rows=[(name, split, _format_value(value)) for (name, split), value in sorted(metrics.items())],
+    )
+    path = export_dir / "README.md"
+    path.write_text(re.sub(r"\n{3,}", "\n\n", str(card)), encoding="utf-8")
+    return path
