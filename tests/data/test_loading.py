@@ -117,16 +117,16 @@ def test_local_folder_saved_with_save_to_disk(tmp_path):
     assert _texts(raw["validation"]) == DOCUMENTS[:2]
     streamed = load_raw_datasets(DataArguments(dataset_name=str(tmp_path / "saved"), streaming=True))
     assert isinstance(streamed, IterableDatasetDict)
-    assert _texts(streamed["validation"]) == DOCUMENTS[:5]  # rows i with i % 100 < 5
+    assert _texts(streamed["validation"]) == [DOCUMENTS[0], DOCUMENTS[20]]  # rows i with i * 5 % 100 < 5
 
 
 def test_streaming_gives_iterable_datasets(tmp_path):
     path = _write_text(tmp_path / "a.txt")
     raw = load_raw_datasets(DataArguments(train_file=[path], streaming=True, validation_split_percentage=10))
     assert isinstance(raw, IterableDatasetDict)
-    # Without a length, every 100 rows give their first 10 to validation: deterministic as well.
-    assert _texts(raw["validation"]) == DOCUMENTS[:10]
-    assert _texts(raw["train"]) == DOCUMENTS[10:]
+    # Without a length, one row in ten goes to validation, spread evenly from row 0: deterministic as well.
+    assert _texts(raw["validation"]) == DOCUMENTS[::10]
+    assert _texts(raw["train"]) == [text for index, text in enumerate(DOCUMENTS) if index % 10]
     bundled = load_raw_datasets(DataArguments(streaming=True))
     assert next(iter(bundled["validation"]))["text"] == "MUCH ADO ABOUT NOTHING"
 

@@ -118,3 +118,37 @@ def test_worker_processes(tiny_tokenizer, text_file):
     lm = tokenize_and_group(raw, tiny_tokenizer, BLOCK_SIZE, args)
     assert len(lm["train"]) > 0
     assert all(len(ids) == BLOCK_SIZE for ids in lm["train"]["input_ids"])
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_blocks_split_when_documents_cannot(tiny_tokenizer, tmp_path, streaming):
+    # One document of exactly three blocks (with its EOS): a split by documents would leave one side empty.
+    path = tmp_path / "one.txt"
+    words = "mercy droppeth as the gentle rain from heaven upon the place beneath "
+    path.write_text(words * 8, encoding="utf-8")
+    args = DataArguments(train_file=[str(path)], streaming=streaming, validation_split_percentage=5)
+    raw = load_raw_datasets(args, split_validation=False)
+    assert list(raw) == ["train"]
+    stream = _expected_stream(tiny_tokenizer, [words * 8])
+    lm = tokenize_and_group(raw, tiny_tokenizer, BLOCK_SIZE, args)
+    train, validation = list(lm["train"]), list(lm["validation"])
+    assert len(validation) == 1 and len(train) == len(stream) // BLOCK_SIZE - 1 >= 1
+    assert validation[0]["input_ids"] == stream[:BLOCK_SIZE]  # the first block, deterministically
+    assert train[0]["input_ids"] == stream[BLOCK_SIZE : 2 * BLOCK_SIZE]
+
+
+def test_too_few_blocks_to_split_is_one_clear_error(tiny_tokenizer, tmp_path):
+    path = tmp_path / "short.txt"
+    path.write_text("mercy droppeth as the gentle rain\n", encoding="utf-8")
+    args = DataArguments(train_file=[str(path)])
+    block_size = len(_expected_stream(tiny_tokenizer, ["mercy droppeth as the gentle rain"]))  # exactly one block
+    with pytest.raises(UserError, match=rf"makes 1 block\(s\) of {block_size} tokens.*--validation_file"):
+        tokenize_and_group(load_raw_datasets(args, split_validation=False), tiny_tokenizer, block_size, args)
+
+
+def test_short_validation_stream_is_found_before_training(tiny_tokenizer, text_file, tmp_path):
+    tiny = tmp_path / "tiny.txt"
+    tiny.write_text("mercy\n", encoding="utf-8")
+    args = DataArguments(train_file=[text_file], validation_file=str(tiny), streaming=True)
+    with pytest.raises(UserError, match="validation text is shorter than one block of 16 tokens"):
+        tokenize_and_group(load_raw_datasets(args), tiny_tokenizer, BLOCK_SIZE, args)

@@ -124,3 +124,21 @@ def test_console_script_in_a_subprocess(tmp_path, tiny_corpus_dir):
     assert result.returncode == 0, result.stderr
     assert "saved to" in result.stdout
     assert AutoTokenizer.from_pretrained(str(output)).decode([]) == ""
+
+
+@pytest.mark.parametrize(
+    "extra", [[], ["--streaming"], ["--sample_by", "line", "--validation_split_percentage", "10"]]
+)
+def test_one_example_per_line_file(tmp_path, capsys, extra):
+    # 500 short lines, no blank line: read per line (not as one document), so the split leaves plenty to train on.
+    words = ["the", "cat", "sat", "on", "a", "mat", "dog", "ran", "far", "away"]
+    lines = [" ".join(words[(index + offset) % 10] for offset in range(4)) + f" {index}" for index in range(500)]
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    output = tmp_path / "word"
+    argv = ["--train_file", str(corpus), "--tokenizer_type", "word", "--output_dir", str(output), *extra]
+    status, out, err = _run(argv, capsys)
+    assert status == 0, err
+    tokenizer = AutoTokenizer.from_pretrained(str(output))
+    assert tokenizer.convert_ids_to_tokens(tokenizer("the cat sat")["input_ids"]) == ["the", "cat", "sat"]
+    assert "no validation text" not in out

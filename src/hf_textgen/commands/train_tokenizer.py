@@ -1,7 +1,10 @@
 """`hf-textgen train-tokenizer`: train a byte-level BPE (or char / word) tokenizer and save it as a folder.
 
-The text is streamed from its files (or the Hub) through `datasets`, so even a corpus larger than memory is never
-held whole; the saved folder loads with `AutoTokenizer.from_pretrained` as a `PreTrainedTokenizerFast`.
+The data flags are `pretrain`'s (`DataArguments`: `--train_file`, `--dataset_name`, `--sample_by`,
+`--validation_split_percentage`, `--streaming`, ...), so a tokenizer is trained on exactly the documents the model
+will see. The text reaches the trainer in batches from a memory-mapped (or, with `--streaming`, streamed) dataset,
+so a corpus larger than memory is never held whole; the saved folder loads with `AutoTokenizer.from_pretrained` as a
+`PreTrainedTokenizerFast`.
 """
 
 from __future__ import annotations
@@ -9,6 +12,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+
+from datasets import IterableDataset
 
 from hf_textgen.data import DataArguments, load_raw_datasets, minimum_vocab_size, train_tokenizer
 from hf_textgen.data.loading import encoding_user_error
@@ -47,22 +52,6 @@ class TokenizerTrainingArguments:
     min_frequency: int = field(
         default=2, metadata={"help": "Ignore merges (bpe) or words / characters seen fewer times than this."}
     )
-    train_file: list[str] | None = field(
-        default=None,
-        metadata={"help": "Training text: one or more paths or globs (.txt, .json, .jsonl, .csv, .parquet)."},
-    )
-    validation_file: str | None = field(
-        default=None, metadata={"help": "Text to report characters per token on (default: a held-out slice)."}
-    )
-    dataset_name: str | None = field(
-        default=None, metadata={"help": "A Hub dataset id (e.g. Salesforce/wikitext) or a local data folder."}
-    )
-    dataset_config_name: str | None = field(
-        default=None, metadata={"help": "The dataset configuration, e.g. wikitext-103-raw-v1."}
-    )
-    text_column_name: str | None = field(
-        default=None, metadata={"help": "The column holding the text (default: 'text' or the only string column)."}
-    )
 
 
 def _batches(dataset, limit_chars: int | None = None) -> Iterator[list[str]]:
@@ -76,15 +65,17 @@ def _batches(dataset, limit_chars: int | None = None) -> Iterator[list[str]]:
             return
 
 
-def parse_tokenizer_arguments(argv: list[str] | None = None) -> TokenizerTrainingArguments:
+def parse_tokenizer_arguments(argv: list[str] | None = None) -> tuple[TokenizerTrainingArguments, DataArguments]:
     """Parse the flags, or one `.yaml` / `.json` file holding the same names; mistakes become UserErrors."""
-    (args,) = parse_arguments((TokenizerTrainingArguments,), argv, prog="hf-textgen train-tokenizer")
-    return args
+    args, data_args = parse_arguments(
+        (TokenizerTrainingArguments, DataArguments), argv, prog="hf-textgen train-tokenizer"
+    )
+    return args, data_args
 
 
 def main(argv: list[str] | None = None) -> int:
     """Train a tokenizer on the named corpus (the bundled one by default), save it and print a one-line summary."""
-    args = parse_tokenizer_arguments(argv)
+    args, data_args = parse_tokenizer_arguments(argv)
     vocab_size = args.vocab_size if args.vocab_size is not None else DEFAULT_VOCAB_SIZES[args.tokenizer_type]
     if vocab_size is not None and vocab_size < minimum_vocab_size(args.tokenizer_type):
         raise UserError(
@@ -93,31 +84,33 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.min_frequency < 1:
         raise UserError(f"--min_frequency must be at least 1, got {args.min_frequency}")
-    try:
-        data_args = DataArguments(
-            dataset_name=args.dataset_name,
-            dataset_config_name=args.dataset_config_name,
-            train_file=args.train_file,
-            validation_file=args.validation_file,
-            text_column_name=args.text_column_name,
-            streaming=True,  # read the corpus lazily: the tokenizer trainer only needs one pass
-        )
-    except ValueError as error:
-        raise UserError(str(error)) from None
-
     start = time.perf_counter()
     with atomic_output_dir(args.output_dir, overwrite=args.overwrite_output_dir) as folder:
         raw_datasets = load_raw_datasets(data_args)
+        train = raw_datasets["train"]
+        if data_args.max_train_samples is not None:
+            limit = data_args.max_train_samples
+            train = (
+                train.take(limit)
+                if isinstance(train, IterableDataset)
+                else train.select(range(min(limit, len(train))))
+            )
         try:
+            validation_batches = _batches(raw_datasets["validation"], _MAX_VALIDATION_CHARS)
+            validation_texts = [text for batch in validation_batches for text in batch]
             tokenizer = train_tokenizer(
-                _batches(raw_datasets["train"]),
+                _batches(train),
                 tokenizer_type=args.tokenizer_type,
                 vocab_size=vocab_size,
                 min_frequency=args.min_frequency,
             )
-            validation_batches = _batches(raw_datasets["validation"], _MAX_VALIDATION_CHARS)
-            validation_texts = [text for batch in validation_batches for text in batch]
         except EmptyCorpusError:
+            if validation_texts:
+                # Only a stream of a single document gets here: its one document went to validation.
+                raise UserError(
+                    "no training text is left once the validation document is held out (the stream has one "
+                    "document); pass a --validation_file, or drop --streaming to split the document itself"
+                ) from None
             raise UserError("the training data holds no text; give a file with text in it") from None
         except Exception as error:
             # Streaming reads the files only now, so a bad byte deep in one surfaces here.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-SAMPLE_BY_CHOICES = ("paragraph", "line", "document")
+SAMPLE_BY_CHOICES = ("auto", "paragraph", "line", "article", "document")
 # A block needs one token to predict from and one to score (`hf_textgen.data.processing.resolve_block_size`).
 MIN_BLOCK_SIZE = 2
 
@@ -86,10 +86,12 @@ class DataArguments:
         metadata={"help": "Whether to keep line breaks when using TXT files (with --sample_by line)."},
     )
     sample_by: str = field(
-        default="paragraph",
+        default="auto",
         metadata={
-            "help": "What one document of a text file is: 'paragraph' (text between blank lines), 'line' or "
-            "'document' (the whole file). Documents are separated by EOS.",
+            "help": "What one document of a text file is: 'paragraph' (text between blank lines; a line of only "
+            "spaces is blank), 'line', 'article' (a WikiText article, ' = Title = ' to the next title) or "
+            "'document' (the whole file). 'auto': paragraph, or line for a file with no blank lines (one example "
+            "per line). Documents are separated by EOS.",
             "choices": list(SAMPLE_BY_CHOICES),
         },
     )

@@ -4,39 +4,53 @@ Every source ends up the same shape: one string column named "text", one row per
 
 - A Hub id (`dataset_name="Salesforce/wikitext"`, `dataset_config_name="wikitext-103-raw-v1"`) through
   `datasets.load_dataset`; a local folder of data files (or one written by `save_to_disk`) works the same way.
-- Local files (`train_file`, `validation_file`), their format chosen by extension: `.txt` (also `.text`, `.md`),
-  `.json` / `.jsonl`, `.csv`, `.parquet`, optionally compressed (`.gz`, `.bz2`, `.xz`, `.zst`).
+- Local files (`train_file`, `validation_file`), their format chosen by extension: plain text (`.txt`, `.text`,
+  `.md`, `.rst`, WikiText's `.raw` and `.tokens`, or no extension), `.json` / `.jsonl`, `.csv`, `.parquet`,
+  optionally compressed (`.gz`, `.bz2`, `.xz`, `.zst`).
 - The bundled Shakespeare corpus when nothing is named.
 
-What a document is in a plain-text file is `DataArguments.sample_by`: by default a paragraph, i.e. the text between
-blank lines (in the bundled corpus one speech, stage direction or heading); `line` makes every line a document
-and `document` the whole file. Documents are later separated by EOS when tokenized (`tokenize_and_group`).
+What a document is in plain text is `DataArguments.sample_by` (see `hf_textgen.data.documents`): by default a
+paragraph (in the bundled corpus one speech, stage direction or heading; in WikiText one paragraph or heading), or
+a line for files of one example per line; `article` keeps each WikiText article whole. Rows of a Hub dataset in
+WikiText's one-line-per-row layout are regrouped the same way. Documents are later separated by EOS when
+tokenized (`tokenize_and_group`).
 
 Without a validation file or split, the validation set is the first `validation_split_percentage` percent of the
-training rows (as run_clm.py's `train[:5%]`), the training set the rest: deterministic, no shuffling. In streaming
-mode, where the length is unknown, row `i` goes to validation when `i % 100 < validation_split_percentage`.
+training documents (as run_clm.py's `train[:5%]`, at least one, never all), the training set the rest:
+deterministic, no shuffling; a single document is cut in two at a line break. In streaming mode, where the length
+is unknown, document `i` goes to validation when `i * percentage % 100 < percentage` (document 0 does, document 1
+does not). The training pipeline can instead split packed blocks (`split_validation=False`, then
+`tokenize_and_group`), which works for any corpus of two blocks or more.
 """
 
 from __future__ import annotations
 
 import codecs
 import glob
+import io
+import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import datasets
+import fsspec
 from datasets import Dataset, DatasetDict, Features, IterableDataset, IterableDatasetDict, Value
+from datasets.data_files import DataFilesDict, get_data_patterns
 
 from hf_textgen.data.arguments import DataArguments
+from hf_textgen.data.documents import AUTO_PROBE_CHARS, is_blank, iter_documents, separates_paragraphs
 from hf_textgen.errors import UserError
+
+logger = logging.getLogger(__name__)
 
 _CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
 _COMPRESSION_SUFFIXES = (".gz", ".bz2", ".xz", ".zst")
-# Extension -> datasets' packaged builder.
+# Extensions of plain text: read by `hf_textgen.data.documents`, not by a datasets builder.
+_TEXT_EXTENSIONS = (".txt", ".text", ".md", ".markdown", ".rst", ".raw", ".tokens", ".tok")
+# Extension -> datasets' packaged builder ("text" meaning our own reader).
 _BUILDERS = {
-    ".txt": "text",
-    ".text": "text",
-    ".md": "text",
+    **dict.fromkeys(_TEXT_EXTENSIONS, "text"),
     ".json": "json",
     ".jsonl": "json",
     ".csv": "csv",
@@ -60,11 +74,13 @@ def _data_extension(path: str) -> str:
 
 
 def _builder_for(path: str) -> str:
-    """The datasets builder name for a data file, from its extension."""
-    builder = _BUILDERS.get(_data_extension(path))
+    """The datasets builder name for a data file, from its extension (none at all: plain text)."""
+    extension = _data_extension(path)
+    builder = _BUILDERS.get(extension, "text" if extension == "" else None)
     if builder is None:
         raise UserError(
-            f"cannot tell the format of {path}: use a .txt, .json, .jsonl, .csv or .parquet file (optionally .gz)"
+            f"cannot tell the format of {path}: use plain text (.txt, .raw, .tokens, .md, ...), .json, .jsonl, .csv "
+            "or .parquet (optionally .gz)"
         )
     return builder
 
@@ -123,13 +139,7 @@ def encoding_user_error(error: BaseException) -> UserError | None:
     return UserError(f"a data file is not UTF-8 text ({cause.reason}); convert it to UTF-8, e.g. with iconv")
 
 
-def _builder_kwargs(builder: str, data_args: DataArguments) -> dict:
-    if builder != "text":
-        return {}
-    kwargs = {"sample_by": data_args.sample_by}
-    if data_args.sample_by == "line":
-        kwargs["keep_linebreaks"] = data_args.keep_linebreaks
-    return kwargs
+_TEXT_FEATURES = Features({"text": Value("string")})
 
 
 def _load(path: str, *, split: str | None = None, cache_dir: str | None, streaming: bool, **kwargs):
@@ -142,29 +152,150 @@ def _load(path: str, *, split: str | None = None, cache_dir: str | None, streami
         if (user_error := encoding_user_error(error)) is not None:
             raise user_error from None
         if "corresponds to no data" in str(error):  # datasets' words for a split that produced no rows
-            raise UserError(f"the data in {path} holds no text; give files with text in them") from None
+            raise UserError(f"the data in {path} holds no text; give files with text in it") from None
         raise
 
 
-def _clean_documents(batch: dict, sample_by: str) -> dict:
-    """Drop blank documents and strip the line breaks around paragraphs (a file's last one ends with its "\\n")."""
-    texts = (text.strip("\n") if sample_by == "paragraph" else text for text in batch["text"])
-    return {"text": [text for text in texts if text.strip()]}
+def _open_text(path: str):
+    """A text handle on `path`, decompressing by extension; universal newlines, so "\r\n" files read as "\n"."""
+    handle = fsspec.open(path, mode="rb", compression="infer").open()
+    return io.TextIOWrapper(handle, encoding="utf-8", newline=None)
 
 
-def _clean_text_dataset(dataset: Dataset | IterableDataset, data_args: DataArguments) -> Dataset | IterableDataset:
-    if isinstance(dataset, IterableDataset):
-        kwargs = {"features": Features({"text": Value("string")})}  # keeps the column names known without a read
+def _head_lines(path: str, max_chars: int = AUTO_PROBE_CHARS) -> tuple[list[str], bool]:
+    """The whole lines within the first `max_chars` characters of a text file, and whether that is all of it."""
+    with _open_text(path) as handle:
+        head = handle.read(max_chars)
+        complete = len(head) < max_chars
+    lines = head.splitlines(keepends=True)
+    return (lines if complete or len(lines) < 2 else lines[:-1]), complete  # the last line may be cut
+
+
+def _choose_reading(path: str, data_args: DataArguments) -> tuple[str, str]:
+    """`(sample_by, reason)` for one text file: `auto` becomes `line` when no blank line separates its lines.
+
+    Raises:
+        UserError: The file holds only blank lines (found here when it is small, before any progress bar).
+    """
+    lines, complete = _head_lines(path)
+    if complete and all(is_blank(line) for line in lines):
+        raise UserError(f"{path} holds no text (only blank lines); give a file with text in it")
+    if data_args.sample_by != "auto":
+        return data_args.sample_by, f"--sample_by {data_args.sample_by}"
+    found, num_lines = separates_paragraphs(lines)
+    if found:
+        return "paragraph", "blank lines separate its paragraphs"
+    if num_lines > 1:
+        probed = "" if os.path.getsize(path) <= AUTO_PROBE_CHARS else " in its first MiB"
+        return "line", f"no blank line separates its {num_lines} lines{probed}"
+    return "paragraph", "a single paragraph"
+
+
+def _log_readings(files: list[str], readings: list[tuple[str, str]]) -> None:
+    """One log line: how the text files are cut into documents, and why (a warning when `auto` chose lines)."""
+    by_line = [path for path, (_, reason) in zip(files, readings) if reason.startswith("no blank line")]
+    if by_line:
+        shown = ", ".join(os.path.basename(path) for path in by_line[:3]) + (", ..." if len(by_line) > 3 else "")
+        logger.warning(
+            "reading %s one example per line: %s (pass --sample_by paragraph or document to read it otherwise)",
+            shown,
+            readings[files.index(by_line[0])][1],
+        )
     else:
-        kwargs = {"desc": "Dropping blank documents"}
-    # Rows may disappear, so the old column is removed and the cleaned one written in its place.
-    return dataset.map(
-        _clean_documents,
-        batched=True,
-        remove_columns=["text"],
-        fn_kwargs={"sample_by": data_args.sample_by},
-        **kwargs,
-    )
+        ways = sorted({f"by {sample_by} ({reason})" for sample_by, reason in readings})
+        logger.info("reading %d text file(s) %s", len(files), "; ".join(ways))
+
+
+def _generate_documents(files: list[str], readings: list[str], signatures: list[str], keep_linebreaks: bool):
+    """Rows `{"text": document}` of text files (`signatures`, size and mtime, only key the datasets cache)."""
+    for path, sample_by in zip(files, readings):
+        with _open_text(path) as handle:
+            if sample_by == "document":
+                # The whole file at once: no point splitting it into lines to join them again.
+                yield from ({"text": text} for text in iter_documents([handle.read()], "document"))
+            else:
+                yield from ({"text": text} for text in iter_documents(handle, sample_by, keep_linebreaks))
+
+
+def _file_signature(path: str) -> str:
+    stat = os.stat(path)
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def _load_text_files(files: list[str], data_args: DataArguments, cache_dir: str | None) -> Dataset | IterableDataset:
+    """Documents of plain-text files as a one-column ("text") dataset, read by `hf_textgen.data.documents`."""
+    try:
+        readings = [_choose_reading(path, data_args) for path in files]
+    except UnicodeDecodeError as error:
+        raise encoding_user_error(error) from None
+    _log_readings(files, readings)
+    gen_kwargs = {
+        "files": files,
+        "readings": [sample_by for sample_by, _ in readings],
+        # A changed file must not be served from the cache of its old content.
+        "signatures": [_file_signature(path) for path in files],
+        "keep_linebreaks": data_args.keep_linebreaks,
+    }
+    try:
+        if data_args.streaming:
+            return IterableDataset.from_generator(_generate_documents, features=_TEXT_FEATURES, gen_kwargs=gen_kwargs)
+        return Dataset.from_generator(
+            _generate_documents, features=_TEXT_FEATURES, gen_kwargs=gen_kwargs, cache_dir=cache_dir
+        )
+    except Exception as error:
+        if (user_error := encoding_user_error(error)) is not None:
+            raise user_error from None
+        if "corresponds to no data" in str(error):  # datasets' words for a split that produced no rows
+            raise UserError(f"the data in {', '.join(files)} holds no text; give files with text in them") from None
+        raise
+
+
+# Rows of a text-only dataset read to tell line-per-row layouts (WikiText) from one document per row.
+_AUTO_PROBE_ROWS = 10_000
+
+
+def _row_lines(source) -> Iterator[str]:
+    """The rows of a text-only dataset as the lines of a file (each ending with a line break)."""
+    for row in source:
+        text = row["text"]
+        yield text if text.endswith("\n") else text + "\n"
+
+
+def _generate_row_documents(source, sample_by: str):
+    yield from ({"text": text} for text in iter_documents(_row_lines(source), sample_by))
+
+
+def _regroup_rows(dataset: Dataset | IterableDataset, data_args: DataArguments) -> Dataset | IterableDataset:
+    """Documents of a text-only dataset whose rows may be lines (the Hub's WikiText: "" between paragraphs).
+
+    The rows are read as the lines of a file: `auto` keeps one document per row unless blank rows separate
+    paragraphs; `article` joins WikiText's rows into whole articles. Blank rows are dropped.
+    """
+    sample_by = data_args.sample_by
+    if sample_by == "auto":
+        probe = (
+            dataset.take(_AUTO_PROBE_ROWS)
+            if isinstance(dataset, IterableDataset)
+            else dataset.select(range(min(_AUTO_PROBE_ROWS, len(dataset))))
+        )
+        sample_by = "paragraph" if separates_paragraphs(_row_lines(probe))[0] else "line"
+        logger.info(
+            "reading the dataset's rows by %s",
+            "paragraph (blank rows separate them)" if sample_by == "paragraph" else "row (one example per row)",
+        )
+    if sample_by == "line":
+
+        def drop_blank(batch: dict) -> dict:
+            return {"text": [text for text in batch["text"] if text and not text.isspace()]}
+
+        kwargs = (
+            {"features": _TEXT_FEATURES} if isinstance(dataset, IterableDataset) else {"desc": "Dropping blank rows"}
+        )
+        return dataset.map(drop_blank, batched=True, remove_columns=["text"], **kwargs)
+    gen_kwargs = {"source": dataset, "sample_by": sample_by}
+    if isinstance(dataset, IterableDataset):
+        return IterableDataset.from_generator(_generate_row_documents, features=_TEXT_FEATURES, gen_kwargs=gen_kwargs)
+    return Dataset.from_generator(_generate_row_documents, features=_TEXT_FEATURES, gen_kwargs=gen_kwargs)
 
 
 def _load_files(files: list[str], data_args: DataArguments, cache_dir: str | None, flag: str):
@@ -172,15 +303,11 @@ def _load_files(files: list[str], data_args: DataArguments, cache_dir: str | Non
     if len(builders) > 1:
         raise UserError(f"{flag} files mix formats ({', '.join(sorted(builders))}); pass files of one format")
     builder = builders.pop()
-    dataset = _load(
-        builder,
-        data_files={"train": files},
-        split="train",
-        cache_dir=cache_dir,
-        streaming=data_args.streaming,
-        **_builder_kwargs(builder, data_args),
+    if builder == "text":
+        return _load_text_files(files, data_args, cache_dir)
+    return _load(
+        builder, data_files={"train": files}, split="train", cache_dir=cache_dir, streaming=data_args.streaming
     )
-    return _clean_text_dataset(dataset, data_args) if builder == "text" else dataset
 
 
 def _load_folder(folder: str, data_args: DataArguments, cache_dir: str | None) -> DatasetDict | IterableDatasetDict:
@@ -192,24 +319,38 @@ def _load_folder(folder: str, data_args: DataArguments, cache_dir: str | None) -
     files = [str(path) for path in sorted(Path(folder).rglob("*")) if path.is_file() and not path.name.startswith(".")]
     data_files = [path for path in files if _data_extension(path) in _BUILDERS]
     if not data_files:
-        raise UserError(f"folder {folder} holds no .txt, .json, .jsonl, .csv or .parquet file")
+        raise UserError(f"folder {folder} holds no text (.txt, .raw, ...), .json, .jsonl, .csv or .parquet file")
     expand_data_files(data_files, flag="--dataset_name")
     builders = {_builder_for(path) for path in data_files}
-    kwargs = _builder_kwargs("text", data_args) if builders == {"text"} else {}
-    # datasets infers the builder and the splits (train*/valid*/test* file names) from the folder itself.
-    loaded = _load(folder, cache_dir=cache_dir, streaming=data_args.streaming, **kwargs)
-    if builders == {"text"}:
-        loaded = type(loaded)({split: _clean_text_dataset(dataset, data_args) for split, dataset in loaded.items()})
-    return loaded
+    if builders != {"text"}:
+        # datasets infers the builder and the splits (train*/valid*/test* file names) from the folder itself.
+        return _load(folder, cache_dir=cache_dir, streaming=data_args.streaming)
+    # Plain text goes through our own reader; the split of each file is inferred by datasets' own file patterns.
+    patterns = get_data_patterns(folder)
+    split_files = DataFilesDict.from_patterns(patterns, base_path=folder)
+    container = IterableDatasetDict if data_args.streaming else DatasetDict
+    return container(
+        {
+            str(split): _load_text_files([path for path in paths if path in data_files], data_args, cache_dir)
+            for split, paths in split_files.items()
+        }
+    )
 
 
 def _load_hub(data_args: DataArguments, cache_dir: str | None) -> DatasetDict | IterableDatasetDict:
+    """A Hub dataset; the splits of a text-only one (WikiText: one line per row) are regrouped as files are read."""
     try:
-        return _load(
+        loaded = _load(
             data_args.dataset_name,
             name=data_args.dataset_config_name,
             cache_dir=cache_dir,
             streaming=data_args.streaming,
+        )
+        return type(loaded)(
+            {
+                split: _regroup_rows(dataset, data_args) if column_names(dataset) == ["text"] else dataset
+                for split, dataset in loaded.items()
+            }
         )
     except UserError:
         raise
@@ -266,22 +407,56 @@ def _as_text_column(
     return dataset
 
 
+def is_validation_index(index: int, percentage: int) -> bool:
+    """Whether item `index` of a stream goes to validation: `percentage`% of items, spread evenly.
+
+    Item 0 always does and item 1 never does (for `percentage` < 100), so any stream of two items or more gives
+    two non-empty parts, whatever its length.
+    """
+    return index * percentage % 100 < percentage
+
+
+def num_validation_items(num_items: int, percentage: int) -> int:
+    """How many of `num_items` (>= 2) go to validation: `percentage`%, at least one, never all."""
+    return min(num_items - 1, max(1, num_items * percentage // 100))
+
+
+def _split_document(text: str, percentage: int) -> tuple[str, str] | None:
+    """Cut one document in two at the line break (else the space) nearest `percentage`% of its length."""
+    target = len(text) * percentage // 100
+    for separator in ("\n", " "):
+        after, before = text.find(separator, target), text.rfind(separator, 0, target)
+        for cut in sorted((c for c in (after, before) if c > 0), key=lambda c: abs(c - target)):
+            head, tail = text[:cut].strip("\r\n"), text[cut:].strip("\r\n")
+            if head.strip() and tail.strip():
+                return tail, head
+    return None
+
+
 def _split_validation(train: Dataset | IterableDataset, percentage: int) -> tuple:
-    """Deterministic (train, validation) from one split: the first `percentage`% rows, or every i % 100 < p."""
+    """Deterministic (train, validation) from one split of documents; see the module docstring."""
     if isinstance(train, IterableDataset):
-        validation = train.filter(lambda _, index: index % 100 < percentage, with_indices=True)
-        train = train.filter(lambda _, index: index % 100 >= percentage, with_indices=True)
+        validation = train.filter(lambda _, index: is_validation_index(index, percentage), with_indices=True)
+        train = train.filter(lambda _, index: not is_validation_index(index, percentage), with_indices=True)
         return train, validation
-    if len(train) < 2:
-        raise UserError(
-            f"the training data has {len(train)} document(s): too few to split off a validation set; "
-            "give more text or a --validation_file"
-        )
-    num_validation = max(1, len(train) * percentage // 100)
+    if len(train) == 1:
+        # One document (a whole book, a file read with --sample_by document): its head is the validation text.
+        parts = _split_document(train[0]["text"], percentage)
+        if parts is None:
+            raise UserError(
+                "the training data is one short document: too little to split off a validation set; give more text "
+                "or a --validation_file"
+            )
+        return (Dataset.from_dict({"text": [part]}, features=_TEXT_FEATURES) for part in parts)
+    if len(train) == 0:
+        raise UserError("the training data holds no text; give a file with text in it")
+    num_validation = num_validation_items(len(train), percentage)
     return train.select(range(num_validation, len(train))), train.select(range(num_validation))
 
 
-def load_raw_datasets(data_args: DataArguments, cache_dir: str | None = None) -> DatasetDict | IterableDatasetDict:
+def load_raw_datasets(
+    data_args: DataArguments, cache_dir: str | None = None, split_validation: bool = True
+) -> DatasetDict | IterableDatasetDict:
     """Load the raw text named by `data_args` as "train" and "validation" splits with a "text" column.
 
     Args:
@@ -289,14 +464,17 @@ def load_raw_datasets(data_args: DataArguments, cache_dir: str | None = None) ->
             or nothing for the bundled corpus) and how to read it (`text_column_name`, `sample_by`,
             `keep_linebreaks`, `validation_split_percentage`, `streaming`).
         cache_dir: The datasets cache folder; `None` uses `HF_DATASETS_CACHE`.
+        split_validation: Without validation data, split documents off the training data. `False` leaves that
+            to `tokenize_and_group`, which splits packed blocks instead (any corpus of two blocks splits).
 
     Returns:
-        A `DatasetDict` (an `IterableDatasetDict` with `streaming`) holding exactly "train" and "validation".
-        When only `validation_file` is given, "train" is the bundled corpus' training text.
+        A `DatasetDict` (an `IterableDatasetDict` with `streaming`) holding "train" and "validation" (only "train"
+        when there is no validation data and `split_validation` is `False`). When only `validation_file` is given,
+        "train" is the bundled corpus' training text.
 
     Raises:
         UserError: A missing, empty or non-UTF-8 file, an unknown format, an unreachable Hub dataset, a text column
-            that cannot be found, or data with no documents.
+            that cannot be found, data with no documents, or too little to split off a validation set.
     """
     if data_args.dataset_name is not None:
         if os.path.isdir(data_args.dataset_name):
@@ -323,14 +501,16 @@ def load_raw_datasets(data_args: DataArguments, cache_dir: str | None = None) ->
             bundled = [bundled_corpus_files()["validation"]]
             validation = _load_files(bundled, data_args, cache_dir, "--validation_file")
 
-    train = _as_text_column(train, data_args.text_column_name, "train")
-    if validation is None:
-        train, validation = _split_validation(train, data_args.validation_split_percentage)
-    else:
-        validation = _as_text_column(validation, data_args.text_column_name, "validation")
+    splits = {"train": _as_text_column(train, data_args.text_column_name, "train")}
+    if validation is not None:
+        splits["validation"] = _as_text_column(validation, data_args.text_column_name, "validation")
+    if "validation" not in splits and split_validation:
+        splits["train"], splits["validation"] = _split_validation(
+            splits["train"], data_args.validation_split_percentage
+        )
     if not data_args.streaming:
-        for split, dataset in (("train", train), ("validation", validation)):
+        for split, dataset in splits.items():
             if len(dataset) == 0:
                 raise UserError(f"the {split} data holds no text; give a file with text in it")
     container = IterableDatasetDict if data_args.streaming else DatasetDict
-    return container({"train": train, "validation": validation})
+    return container(splits)

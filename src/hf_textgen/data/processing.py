@@ -16,7 +16,7 @@ from itertools import chain
 from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 
 from hf_textgen.data.arguments import MIN_BLOCK_SIZE, DataArguments
-from hf_textgen.data.loading import column_names
+from hf_textgen.data.loading import column_names, is_validation_index, num_validation_items
 from hf_textgen.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -131,7 +131,8 @@ def tokenize_and_group(
     """Tokenize documents (EOS after each) and pack them into `block_size` blocks for causal-LM training.
 
     Args:
-        raw_datasets: "train" / "validation" splits with a "text" column (from `load_raw_datasets`).
+        raw_datasets: "train" / "validation" splits with a "text" column (from `load_raw_datasets`). Without
+            "validation", the packed training blocks are split (see `split_blocks`).
         tokenizer: A transformers tokenizer with an `eos_token`.
         block_size: Tokens per block, as `resolve_block_size` gave it; `None` resolves `data_args.block_size`
             against the tokenizer's `model_max_length`, with `min(model_max_length, 1024)` as the default.
@@ -142,7 +143,8 @@ def tokenize_and_group(
         The splits with `input_ids`, `attention_mask` and `labels`, every row exactly `block_size` long.
 
     Raises:
-        UserError: No EOS token, or (map-style data) a split with fewer tokens than one block.
+        UserError: No EOS token, a split with fewer tokens than one block (a stream is checked by reading up to its
+            first block), or fewer than two training blocks to split a validation set from.
     """
     if block_size is None:
         # The tokenizer's model_max_length is often a placeholder (1e30): a default, not a limit to enforce.
@@ -153,14 +155,21 @@ def tokenize_and_group(
 
     grouped = {}
     for split, dataset in tokenized.items():
-        dataset = dataset.map(
+        grouped[split] = dataset.map(
             group_texts,
             batched=True,
             fn_kwargs={"block_size": block_size},
             remove_columns=column_names(dataset),
             **_map_kwargs(dataset, data_args, f"Grouping {split} in blocks of {block_size}"),
         )
-        if isinstance(dataset, Dataset) and len(dataset) == 0:
+    if "validation" not in grouped:
+        percentage = data_args.validation_split_percentage if data_args is not None else 5
+        grouped["train"], grouped["validation"] = split_blocks(grouped["train"], percentage, block_size)
+    for split, dataset in grouped.items():
+        # A stream is checked by reading up to its first block: cheap, and it saves a run that would train for
+        # hours and then fail in its first evaluation.
+        empty = len(dataset) == 0 if isinstance(dataset, Dataset) else next(iter(dataset), None) is None
+        if empty:
             raise UserError(
                 f"the {split} text is shorter than one block of {block_size} tokens; give more text or a smaller "
                 "--block_size"
@@ -176,3 +185,23 @@ def tokenize_and_group(
             )
         grouped[split] = dataset
     return type(tokenized)(grouped)
+
+
+def split_blocks(blocks: Dataset | IterableDataset, percentage: int, block_size: int) -> tuple:
+    """Deterministic (train, validation) blocks: the first `percentage`% (at least one, never all), or in a stream
+    block `i` when `i * percentage % 100 < percentage` (block 0 does, block 1 does not).
+
+    Raises:
+        UserError: Fewer than two blocks (map-style data).
+    """
+    if isinstance(blocks, IterableDataset):
+        validation = blocks.filter(lambda _, index: is_validation_index(index, percentage), with_indices=True)
+        train = blocks.filter(lambda _, index: not is_validation_index(index, percentage), with_indices=True)
+        return train, validation
+    if len(blocks) < 2:
+        raise UserError(
+            f"the training text makes {len(blocks)} block(s) of {block_size} tokens: too few to split off a "
+            "validation set (2 are needed); give more text, a smaller --block_size or a --validation_file"
+        )
+    num_validation = num_validation_items(len(blocks), percentage)
+    return blocks.select(range(num_validation, len(blocks))), blocks.select(range(num_validation))
