@@ -64,7 +64,9 @@ class CausalLMTask(Task):
         self.block_size: int | None = None
 
     def load_data(self, data_args: DataArguments, cache_dir: str | None):
-        return load_raw_datasets(data_args, cache_dir=cache_dir)
+        # Without validation data, `tokenize_and_group` splits packed blocks rather than documents: any corpus of
+        # two blocks then splits into two non-empty parts, even a single document.
+        return load_raw_datasets(data_args, cache_dir=cache_dir, split_validation=False)
 
     def tokenizer_texts(self, raw) -> Iterator[str]:
         train = raw["train"]
