@@ -12,11 +12,13 @@ if Version(transformers.__version__) < Version(MIN_TRANSFORMERS_VERSION):
         f"installed: pip install -U 'transformers>={MIN_TRANSFORMERS_VERSION}'"
     )
 
+from huggingface_hub.dataclasses import strict  # noqa: E402
 from transformers import PreTrainedConfig  # noqa: E402
 
 CELL_TYPES = ("lstm", "gru", "rnn")
 
 
+@strict
 class RNNConfig(PreTrainedConfig):
     r"""Configuration of an RNN language model: embedding -> stacked LSTM/GRU/RNN layers -> linear head.
 
@@ -60,7 +62,7 @@ class RNNConfig(PreTrainedConfig):
     embedding_size: int | None = None
     num_hidden_layers: int = 2
     cell_type: str = "lstm"
-    dropout: float = 0.2
+    dropout: float | int = 0.2
     bidirectional: bool = False
     tie_word_embeddings: bool = True
     initializer_range: float = 0.1
@@ -71,7 +73,9 @@ class RNNConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
-        self.validate()
+        # Run here as well as by `validate()` (which `@strict` runs after `__init__` and `save_pretrained` runs
+        # again), so that a bad config raises a plain `ValueError` naming the field.
+        self.validate_architecture()
 
     @property
     def input_embedding_size(self) -> int:
@@ -79,29 +83,41 @@ class RNNConfig(PreTrainedConfig):
         `hidden_size` when a config override changes it)."""
         return self.hidden_size if self.embedding_size is None else self.embedding_size
 
-    def validate(self) -> None:
-        """Raise `ValueError` naming the field when the configuration cannot describe a working model.
+    def validate_architecture(self) -> None:
+        """Part of the `@strict` validation (also run by `save_pretrained` and when a model is built from the
+        config, so a config edited after construction is checked too).
 
-        Called on construction and again by `save_pretrained`, so a config edited after construction is checked too.
+        Raises:
+            ValueError: Naming the field and its value when the configuration cannot describe a working model.
         """
         for name in ("vocab_size", "hidden_size", "embedding_size", "num_hidden_layers"):
             value = getattr(self, name)
             if name == "embedding_size" and value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"RNNConfig.{name} must be a positive integer, got {value!r}.")
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
         if self.cell_type not in CELL_TYPES:
-            raise ValueError(f"RNNConfig.cell_type must be one of {', '.join(CELL_TYPES)}; got {self.cell_type!r}.")
+            raise ValueError(f"`cell_type` must be one of {CELL_TYPES}, got {self.cell_type!r}.")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, int | float) or not 0 <= self.dropout < 1:
-            raise ValueError(f"RNNConfig.dropout must be a probability in [0, 1), got {self.dropout!r}.")
+            raise ValueError(f"`dropout` must be in [0, 1), got {self.dropout!r}.")
         if self.tie_word_embeddings and self.input_embedding_size != self.hidden_size:
             raise ValueError(
-                f"RNNConfig.tie_word_embeddings=True needs embedding_size == hidden_size (the output layer reuses the "
-                f"embedding matrix), got embedding_size={self.embedding_size} and hidden_size={self.hidden_size}; "
-                "set tie_word_embeddings=False or make the sizes equal."
+                f"`tie_word_embeddings=True` needs `embedding_size` ({self.embedding_size}) equal to `hidden_size` "
+                f"({self.hidden_size}): the output layer reuses the embedding matrix. Set tie_word_embeddings=False "
+                "or make the sizes equal."
             )
         if not isinstance(self.bidirectional, bool):
-            raise ValueError(f"RNNConfig.bidirectional must be True or False, got {self.bidirectional!r}.")
+            raise ValueError(f"`bidirectional` must be True or False, got {self.bidirectional!r}.")
+        if not self.initializer_range >= 0:
+            raise ValueError(f"`initializer_range` must be non-negative, got {self.initializer_range!r}.")
+        for name in ("pad_token_id", "bos_token_id"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < self.vocab_size:
+                raise ValueError(f"`{name}` ({value}) must be a token id in [0, vocab_size={self.vocab_size}).")
+        eos_ids = self.eos_token_id if isinstance(self.eos_token_id, list) else [self.eos_token_id]
+        for value in eos_ids:
+            if value is not None and not 0 <= value < self.vocab_size:
+                raise ValueError(f"`eos_token_id` ({value}) must be a token id in [0, vocab_size={self.vocab_size}).")
 
     @property
     def layer_types(self) -> list[str]:

@@ -23,6 +23,7 @@ from transformers.modeling_outputs import (
     CausalLMOutputWithPast,
     SequenceClassifierOutput,
 )
+from transformers.utils import can_return_tuple
 
 from .configuration_rnn import RNNConfig
 
@@ -153,7 +154,7 @@ class RNNModel(RNNPreTrainedModel):
     """
 
     def __init__(self, config: RNNConfig):
-        config.validate()  # fields may have been edited since the config was built
+        config.validate_architecture()  # fields may have been edited since the config was built
         super().__init__(config)
         rnn_class = _RNN_CLASSES[config.cell_type]
         num_directions = 2 if config.bidirectional else 1
@@ -196,6 +197,7 @@ class RNNModel(RNNPreTrainedModel):
             # transformers flags a slot as filled only on conv-state updates; we have recurrent state only.
             cache.layers[layer_idx].has_previous_state[state_idx] = True
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -204,9 +206,8 @@ class RNNModel(RNNPreTrainedModel):
         cache: Cache | None = None,
         use_cache: bool | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
         **kwargs,
-    ) -> BaseModelOutputWithPast | tuple:
+    ) -> BaseModelOutputWithPast:
         """Run the recurrent stack.
 
         Args:
@@ -217,7 +218,10 @@ class RNNModel(RNNPreTrainedModel):
             cache: the state left by a previous call; the new tokens continue from it. Updated in place.
             use_cache: return the (possibly new) cache; defaults to `config.use_cache` outside training.
             output_hidden_states: also return the embeddings and every layer's outputs.
-            return_dict: return a `BaseModelOutputWithPast` rather than a tuple.
+
+        Returns:
+            A `BaseModelOutputWithPast` with `last_hidden_state` `(batch, seq_len, hidden_size * directions)`, the
+            `cache` and, on request, `hidden_states`; a tuple of the same fields with `return_dict=False`.
         """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
@@ -225,7 +229,6 @@ class RNNModel(RNNPreTrainedModel):
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
         use_cache = use_cache if use_cache is not None else (self.config.use_cache and not self.training)
         if self.config.bidirectional:
             if cache is not None:
@@ -264,8 +267,6 @@ class RNNModel(RNNPreTrainedModel):
                 all_hidden_states += (hidden_states,)
         hidden_states = self.dropout(hidden_states)
 
-        if not return_dict:
-            return tuple(value for value in (hidden_states, cache, all_hidden_states) if value is not None)
         return BaseModelOutputWithPast(
             last_hidden_state=hidden_states, hidden_states=all_hidden_states, **{_CACHE: cache}
         )
@@ -330,6 +331,7 @@ class RNNForCausalLM(RNNPreTrainedModel, GenerationMixin):
             model_inputs["attention_mask"] = None
         return model_inputs
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -339,19 +341,17 @@ class RNNForCausalLM(RNNPreTrainedModel, GenerationMixin):
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         **kwargs,
-    ) -> CausalLMOutputWithPast | tuple:
+    ) -> CausalLMOutputWithPast:
         """Next-token logits, and the language-modelling loss when `labels` are given.
 
         Args:
-            input_ids, attention_mask, inputs_embeds, cache, use_cache, output_hidden_states, return_dict: as in
+            input_ids, attention_mask, inputs_embeds, cache, use_cache, output_hidden_states: as in
                 `RNNModel.forward`.
             labels: `(batch, seq_len)` targets, usually `input_ids`; shifted inside, -100 is ignored.
             logits_to_keep: compute logits only for the last this-many positions (0 = all), or at these indices.
         """
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
         cache = kwargs.pop("past_key_values", cache)  # generation before transformers 5.24 passes the old name
         outputs = self.model(
             input_ids=input_ids,
@@ -360,7 +360,6 @@ class RNNForCausalLM(RNNPreTrainedModel, GenerationMixin):
             cache=cache,
             use_cache=use_cache,
             output_hidden_states=output_hidden_states,
-            return_dict=True,
         )
         hidden_states, cache = outputs.last_hidden_state, getattr(outputs, _CACHE)  # (B, T, H)
         keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
@@ -370,9 +369,6 @@ class RNNForCausalLM(RNNPreTrainedModel, GenerationMixin):
         if labels is not None:
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
 
-        if not return_dict:
-            output = tuple(value for value in (logits, cache, outputs.hidden_states) if value is not None)
-            return (loss, *output) if loss is not None else output
         return CausalLMOutputWithPast(loss=loss, logits=logits, hidden_states=outputs.hidden_states, **{_CACHE: cache})
 
 
@@ -397,6 +393,7 @@ class RNNForSequenceClassification(RNNPreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.model.embed_tokens = value
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -404,16 +401,14 @@ class RNNForSequenceClassification(RNNPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
         **kwargs,
-    ) -> SequenceClassifierOutput | tuple:
+    ) -> SequenceClassifierOutput:
         """Class logits `(batch, num_labels)`, and the loss when `labels` are given.
 
         Args:
-            input_ids, attention_mask, inputs_embeds, output_hidden_states, return_dict: as in `RNNModel.forward`.
+            input_ids, attention_mask, inputs_embeds, output_hidden_states: as in `RNNModel.forward`.
             labels: `(batch,)` class ids (or floats for regression / multi-label, following `config.problem_type`).
         """
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
         if attention_mask is None and input_ids is not None and self.config.pad_token_id is not None:
             attention_mask = (input_ids != self.config.pad_token_id).long()
         outputs = self.model(
@@ -422,7 +417,6 @@ class RNNForSequenceClassification(RNNPreTrainedModel):
             inputs_embeds=inputs_embeds,
             use_cache=False,
             output_hidden_states=output_hidden_states,
-            return_dict=True,
         )
         hidden_states = outputs.last_hidden_state  # (B, T, H * directions)
         batch_size, seq_len, _ = hidden_states.shape
@@ -446,9 +440,6 @@ class RNNForSequenceClassification(RNNPreTrainedModel):
         if labels is not None:
             loss = self.loss_function(labels=labels, pooled_logits=logits, config=self.config)
 
-        if not return_dict:
-            output = tuple(value for value in (logits, outputs.hidden_states) if value is not None)
-            return (loss, *output) if loss is not None else output
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
 
 

@@ -89,7 +89,9 @@ class Seq2SeqTransformerConfig(PreTrainedConfig):
         if num_hidden_layers is not None:
             self.num_hidden_layers = num_hidden_layers
         super().__post_init__(**kwargs)
-        self._check_fields()
+        # Run here as well as by `validate()` (which `@strict` runs after `__init__` and `save_pretrained` runs
+        # again), so that a bad config raises a plain `ValueError` naming the field.
+        self.validate_architecture()
 
     @property
     def num_hidden_layers(self) -> int:
@@ -103,8 +105,12 @@ class Seq2SeqTransformerConfig(PreTrainedConfig):
         self.encoder_layers = value
         self.decoder_layers = value
 
-    def _check_fields(self) -> None:
-        """Raise `ValueError` naming the first field whose value cannot make a working model."""
+    def validate_architecture(self) -> None:
+        """Part of the `@strict` validation (also run by `save_pretrained`).
+
+        Raises:
+            ValueError: Naming the field and its value when the configuration cannot make a working model.
+        """
         for name in (
             "vocab_size",
             "hidden_size",
@@ -115,37 +121,35 @@ class Seq2SeqTransformerConfig(PreTrainedConfig):
             "max_position_embeddings",
         ):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
         if self.hidden_size % self.num_attention_heads != 0:
             raise ValueError(
-                f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
-                f"({self.num_attention_heads})"
+                f"`hidden_size` ({self.hidden_size}) must be divisible by `num_attention_heads` "
+                f"({self.num_attention_heads})."
             )
         if self.hidden_size % 2 != 0:
-            raise ValueError(f"hidden_size must be even for the sinusoidal positions, got {self.hidden_size}")
+            raise ValueError(f"`hidden_size` ({self.hidden_size}) must be even: the sinusoids come in sin/cos pairs.")
         for name in ("dropout", "attention_dropout", "activation_dropout"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+                raise ValueError(f"`{name}` must be in [0, 1), got {value!r}.")
         if self.hidden_act not in ACT2FN:
-            raise ValueError(f"hidden_act {self.hidden_act!r} is unknown; use one of: relu, gelu, silu, ...")
-        if self.layer_norm_eps <= 0:
-            raise ValueError(f"layer_norm_eps must be positive, got {self.layer_norm_eps!r}")
+            raise ValueError(f"`hidden_act` must be a name from transformers' ACT2FN, got {self.hidden_act!r}.")
+        if not self.layer_norm_eps > 0:
+            raise ValueError(f"`layer_norm_eps` must be positive, got {self.layer_norm_eps!r}.")
+        if not self.initializer_range >= 0:
+            raise ValueError(f"`initializer_range` must be non-negative, got {self.initializer_range!r}.")
         if self.decoder_start_token_id is None:
-            raise ValueError("decoder_start_token_id must be set: generation starts every target from it")
-        eos_ids = self.eos_token_id if isinstance(self.eos_token_id, list) else [self.eos_token_id]
-        for name, value in (
-            ("pad_token_id", self.pad_token_id),
-            ("bos_token_id", self.bos_token_id),
-            ("decoder_start_token_id", self.decoder_start_token_id),
-            *(("eos_token_id", eos_id) for eos_id in eos_ids),
-        ):
+            raise ValueError("`decoder_start_token_id` must be set, got None: generation starts every target from it.")
+        for name in ("pad_token_id", "bos_token_id", "decoder_start_token_id"):
+            value = getattr(self, name)
             if value is not None and not 0 <= value < self.vocab_size:
-                raise ValueError(
-                    f"{name} ({value}) is outside the vocabulary (vocab_size={self.vocab_size}); "
-                    "set the special token ids of your tokenizer"
-                )
+                raise ValueError(f"`{name}` ({value}) must be a token id in [0, vocab_size={self.vocab_size}).")
+        eos_ids = self.eos_token_id if isinstance(self.eos_token_id, list) else [self.eos_token_id]
+        for value in eos_ids:
+            if value is not None and not 0 <= value < self.vocab_size:
+                raise ValueError(f"`eos_token_id` ({value}) must be a token id in [0, vocab_size={self.vocab_size}).")
 
 
 __all__ = ["Seq2SeqTransformerConfig"]

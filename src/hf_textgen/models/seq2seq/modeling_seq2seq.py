@@ -256,15 +256,15 @@ class Seq2SeqTransformerEncoder(nn.Module):
         )
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
         **kwargs,
-    ) -> BaseModelOutput | tuple:
+    ) -> BaseModelOutput:
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds to the encoder")
         if inputs_embeds is None:
@@ -291,8 +291,7 @@ class Seq2SeqTransformerEncoder(nn.Module):
         if output_hidden_states:
             all_hidden_states += (hidden_states,)
 
-        output = BaseModelOutput(last_hidden_state=hidden_states, hidden_states=all_hidden_states)
-        return output if return_dict is not False else output.to_tuple()
+        return BaseModelOutput(last_hidden_state=hidden_states, hidden_states=all_hidden_states)
 
 
 class Seq2SeqTransformerOutputLayerNorm(nn.LayerNorm):
@@ -494,6 +493,7 @@ class Seq2SeqTransformerModel(Seq2SeqTransformerPreTrainedModel):
                 attention_mask=attention_mask,
                 inputs_embeds=inputs_embeds,
                 output_hidden_states=output_hidden_states,
+                return_dict=True,
             )
         elif not isinstance(encoder_outputs, BaseModelOutput):
             encoder_outputs = BaseModelOutput(
