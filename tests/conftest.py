@@ -10,6 +10,10 @@ Fixtures (session-scoped, built once):
 - `tiny_tokenizer_path`: a folder holding a byte-level BPE tokenizer (vocab 512) trained on a bundled-corpus slice.
 - `tiny_tokenizer`: that tokenizer loaded with `AutoTokenizer`. Shared by the whole session: do not mutate it
   (padding side, special tokens); load your own copy from `tiny_tokenizer_path` instead.
+
+Fixture to opt into (`pytestmark = pytest.mark.usefixtures("one_torch_thread")`):
+
+- `one_torch_thread`: torch runs on one thread for the test, then gets its thread count back.
 """
 
 import atexit
@@ -78,3 +82,15 @@ def tiny_tokenizer(tiny_tokenizer_path):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(tiny_tokenizer_path)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run the test with one torch thread: tiny models on a shared CPU spend more on thread hand-offs than on the
+    maths (about 10x slower with two threads on the 2-core CI machine)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -1,4 +1,4 @@
-"""The common test suite every hf_textgen causal-LM family runs.
+"""The common test suites every hf_textgen family runs: `CausalLMModelTestMixin` and `Seq2SeqLMModelTestMixin`.
 
 How a family plugs in (see `test_modeling_rnn.py`): in `tests/models/test_modeling_<family>.py`,
 
@@ -18,6 +18,9 @@ How a family plugs in (see `test_modeling_rnn.py`): in `tests/models/test_modeli
 (the pipeline test passes `vocab_size` and the special-token ids of the conftest `tiny_tokenizer`). Every test
 builds its models with `make_model`, seeded, in eval mode. A family test file subclasses the mixin once per
 variant (e.g. per cell type) and adds only what differs.
+
+An encoder-decoder family plugs into `Seq2SeqLMModelTestMixin` the same way (see `test_modeling_seq2seq.py`):
+`config_class`, `base_model_class`, `seq2seq_lm_class` and a tiny `get_config`.
 """
 
 import json
@@ -28,12 +31,15 @@ import textwrap
 
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import save_file
 from transformers import (
     AutoConfig,
     AutoModel,
     AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
     AutoModelForSequenceClassification,
+    DataCollatorForSeq2Seq,
     pipeline,
 )
 from transformers.generation.streamers import BaseStreamer
@@ -126,16 +132,17 @@ def save_with_expected_output(model, inputs: dict, folder, name: str) -> tuple[s
 
 
 def check_remote_code_loading(models_and_inputs: list[tuple], folder) -> None:
-    """Save each `(model, input_ids)` under `folder` and reload them all in ONE fresh Python process that cannot
-    import hf_textgen, via `AutoModelForCausalLM.from_pretrained(..., trust_remote_code=True)`; the logits must be
-    identical.
+    """Save each `(model, inputs)` under `folder` and reload them all in ONE fresh Python process that cannot
+    import hf_textgen, via `AutoModelForCausalLM` (or, for an encoder-decoder, `AutoModelForSeq2SeqLM`)
+    `.from_pretrained(..., trust_remote_code=True)`; the logits must be identical. `inputs` is the `input_ids`
+    tensor, or a dict of the forward's tensor arguments (e.g. with `decoder_input_ids`).
     """
     entries = []
-    for index, (model, input_ids) in enumerate(models_and_inputs):
-        model_folder, tensors_file = save_with_expected_output(
-            model, {"input_ids": input_ids}, folder, f"model_{index}"
-        )
-        entries.append({"auto_class": "AutoModelForCausalLM", "folder": model_folder, "tensors": tensors_file})
+    for index, (model, inputs) in enumerate(models_and_inputs):
+        inputs = inputs if isinstance(inputs, dict) else {"input_ids": inputs}
+        model_folder, tensors_file = save_with_expected_output(model, inputs, folder, f"model_{index}")
+        auto_class = "AutoModelForSeq2SeqLM" if model.config.is_encoder_decoder else "AutoModelForCausalLM"
+        entries.append({"auto_class": auto_class, "folder": model_folder, "tensors": tensors_file})
     for report in run_remote_code_loads(entries, folder):
         assert report["max_abs_diff"] == 0.0, report
 
@@ -154,6 +161,7 @@ class _CollectingStreamer(BaseStreamer):
         self.ended = True
 
 
+@pytest.mark.usefixtures("one_torch_thread")
 class CausalLMModelTestMixin:
     """Tests shared by every causal-LM family; subclasses set the class attributes and `get_config`."""
 
@@ -167,14 +175,6 @@ class CausalLMModelTestMixin:
     # A family with several variants may check their remote-code loads in one process (`check_remote_code_loading`)
     # and set this to False on the variant classes.
     run_remote_code_test = True
-
-    @pytest.fixture(autouse=True)
-    def _single_thread(self):
-        # Tiny models run fastest on one thread, and the test box is shared: extra threads only contend.
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        yield
-        torch.set_num_threads(threads)
 
     def get_config(self, **overrides):
         """A tiny config of the family, with `overrides` applied."""
@@ -249,6 +249,22 @@ class CausalLMModelTestMixin:
             ignore_index=-100,
         )
         torch.testing.assert_close(outputs.loss, expected)
+
+    def test_return_dict_false_returns_the_same_values_as_a_tuple(self):
+        # transformers' convention (`can_return_tuple`): the output's non-None fields in order, loss first.
+        model = self.make_model()
+        input_ids = self.random_ids(model.config, 2, 6)
+        with torch.no_grad():
+            outputs = model(input_ids=input_ids, labels=input_ids, use_cache=True)
+            as_tuple = model(input_ids=input_ids, labels=input_ids, use_cache=True, return_dict=False)
+        assert isinstance(as_tuple, tuple) and len(as_tuple) == len(outputs.to_tuple())
+        assert torch.equal(as_tuple[0], outputs.loss) and torch.equal(as_tuple[1], outputs.logits)
+        with torch.no_grad():
+            base = self.make_model(self.base_model_class)
+            base_tuple = base(input_ids=input_ids, return_dict=False)
+            base_outputs = base(input_ids=input_ids)
+        assert isinstance(base_tuple, tuple)
+        assert torch.equal(base_tuple[0], base_outputs.last_hidden_state)
 
     def test_cache_continuation_matches_full_forward(self):
         model = self.make_model()
@@ -509,8 +525,338 @@ class CausalLMModelTestMixin:
             assert torch.equal(reloaded(input_ids=input_ids).logits, model(input_ids=input_ids).logits)
 
 
+@pytest.mark.usefixtures("one_torch_thread")
+class Seq2SeqLMModelTestMixin:
+    """Tests shared by every encoder-decoder family; subclasses set the class attributes and `get_config`.
+
+    `get_config` returns a TINY config (vocabulary of at least 99 tokens, room for 64 positions, dropout 0, `pad`
+    0, `bos` = `decoder_start` 1, `eos` 2) and accepts any config field as an override.
+
+    Generation tests run on `make_generation_model`: the tiny model with its output layer untied and its matrices
+    re-drawn large. A freshly initialised encoder-decoder barely listens to its source and greedily repeats one
+    token, which would make "cached == uncached" and "padded == unpadded" pass for the wrong reason; the re-drawn
+    model's outputs vary per step and depend on the source (`test_generation_fixture_is_not_degenerate`).
+    """
+
+    config_class: type | None = None
+    base_model_class: type | None = None
+    seq2seq_lm_class: type | None = None
+
+    # Tolerance for "the same computation, batched or cached differently" (float32 on CPU).
+    atol = 1e-5
+
+    def get_config(self, **overrides):
+        """A tiny config of the family, with `overrides` applied."""
+        raise NotImplementedError("subclasses return their tiny config here")
+
+    # ----------------------------------------------------------------------------------------------------- helpers
+    def make_model(self, model_class=None, seed: int = 0, **overrides):
+        """A seeded model of `model_class` (default: the conditional-generation model) in eval mode."""
+        torch.manual_seed(seed)
+        return (model_class or self.seq2seq_lm_class)(self.get_config(**overrides)).eval()
+
+    def make_generation_model(self, seed: int = 0, **overrides):
+        """An untied model with large random matrices, whose greedy outputs vary and depend on the source."""
+        model = self.make_model(seed=seed, tie_word_embeddings=False, **overrides)
+        generator = torch.Generator().manual_seed(seed)
+        input_embeddings = model.get_input_embeddings().weight
+        with torch.no_grad():
+            for parameter in model.parameters():
+                if parameter.dim() != 2:  # biases and norms keep their init: a large bias swamps every position
+                    continue
+                std = 0.3 if parameter is input_embeddings else 1.5 / parameter.shape[1] ** 0.5
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * std)
+        return model
+
+    def random_ids(self, batch_size: int, length: int, seed: int = 0) -> torch.LongTensor:
+        """Ids above the special tokens (pad 0, bos 1, eos 2), so no source token is padding."""
+        generator = torch.Generator().manual_seed(seed)
+        return torch.randint(3, self.get_config().vocab_size, (batch_size, length), generator=generator)
+
+    @staticmethod
+    def generate(model, input_ids, attention_mask=None, **kwargs) -> torch.LongTensor:
+        """`generate` that never stops early on EOS, so outputs compare token by token."""
+        kwargs.setdefault("do_sample", False)
+        kwargs.setdefault("max_new_tokens", 8)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        return model.generate(input_ids, attention_mask=attention_mask, eos_token_id=None, **kwargs)
+
+    @staticmethod
+    def padded_batch(rows: list[torch.LongTensor], side: str) -> tuple[torch.LongTensor, torch.LongTensor]:
+        """`rows` (each `(1, length)`) padded with 0 on `side` into `(input_ids, attention_mask)`."""
+        longest = max(row.shape[1] for row in rows)
+        input_ids = torch.zeros(len(rows), longest, dtype=torch.long)
+        attention_mask = torch.zeros_like(input_ids)
+        for index, row in enumerate(rows):
+            span = slice(0, row.shape[1]) if side == "right" else slice(longest - row.shape[1], longest)
+            input_ids[index, span] = row[0]
+            attention_mask[index, span] = 1
+        return input_ids, attention_mask
+
+    # ------------------------------------------------------------------------------------------- forward, loss
+    def test_forward_shapes_and_hidden_states(self):
+        model = self.make_model()
+        config = model.config
+        source, target = self.random_ids(2, 7), self.random_ids(2, 5, seed=1)
+        with torch.no_grad():
+            outputs = model(input_ids=source, decoder_input_ids=target, output_hidden_states=True)
+            base = self.make_model(self.base_model_class)(input_ids=source, decoder_input_ids=target)
+        assert outputs.logits.shape == (2, 5, config.vocab_size)
+        assert outputs.encoder_last_hidden_state.shape == (2, 7, config.hidden_size)
+        assert len(outputs.encoder_hidden_states) == config.encoder_layers + 1
+        assert len(outputs.decoder_hidden_states) == config.decoder_layers + 1
+        assert base.last_hidden_state.shape == (2, 5, config.hidden_size)
+
+    def test_loss_is_cross_entropy_on_labels_with_shifted_decoder_inputs(self):
+        model = self.make_model()
+        config = model.config
+        source, labels = self.random_ids(2, 7), self.random_ids(2, 6, seed=1)
+        labels[1, 4:] = -100  # padding of a shorter target
+        decoder_input_ids = model.prepare_decoder_input_ids_from_labels(labels)
+        assert decoder_input_ids[:, 0].tolist() == [config.decoder_start_token_id] * 2
+        assert torch.equal(decoder_input_ids[0, 1:], labels[0, :-1])
+        assert decoder_input_ids[1, 5].item() == config.pad_token_id  # a -100 read back as padding
+        with torch.no_grad():
+            outputs = model(input_ids=source, labels=labels)
+            explicit = model(input_ids=source, decoder_input_ids=decoder_input_ids).logits
+            # The Trainer's per-token normalisation across gradient-accumulation steps.
+            summed = model(input_ids=source, labels=labels, num_items_in_batch=22).loss
+        torch.testing.assert_close(outputs.logits, explicit)
+        expected = torch.nn.functional.cross_entropy(
+            explicit.reshape(-1, config.vocab_size), labels.reshape(-1), ignore_index=-100
+        )
+        torch.testing.assert_close(outputs.loss, expected)
+        torch.testing.assert_close(summed, expected * 10 / 22)
+
+    def test_return_dict_false_returns_the_same_values_as_a_tuple(self):
+        # transformers' convention (`can_return_tuple`): the output's non-None fields in order, loss first.
+        model = self.make_model()
+        source, labels = self.random_ids(2, 7), self.random_ids(2, 5, seed=1)
+        with torch.no_grad():
+            outputs = model(input_ids=source, labels=labels)
+            as_tuple = model(input_ids=source, labels=labels, return_dict=False)
+            encoder_tuple = model.get_encoder()(input_ids=source, return_dict=False)
+        assert isinstance(as_tuple, tuple) and len(as_tuple) == len(outputs.to_tuple())
+        assert torch.equal(as_tuple[0], outputs.loss) and torch.equal(as_tuple[1], outputs.logits)
+        assert isinstance(encoder_tuple, tuple)
+        assert torch.equal(encoder_tuple[0], outputs.encoder_last_hidden_state)
+
+    def test_cached_decoding_matches_one_full_forward(self):
+        model = self.make_generation_model()
+        source, target = self.random_ids(2, 7), self.random_ids(2, 6, seed=1)
+        with torch.no_grad():
+            full = model(input_ids=source, decoder_input_ids=target, use_cache=False).logits
+            step = model(input_ids=source, decoder_input_ids=target[:, :3], use_cache=True)
+            encoder_outputs = (step.encoder_last_hidden_state,)
+            pieces, cache = [step.logits], step.cache
+            for position in range(3, 6):
+                step = model(
+                    encoder_outputs=encoder_outputs,
+                    decoder_input_ids=target[:, position : position + 1],
+                    cache=cache,
+                    use_cache=True,
+                )
+                pieces.append(step.logits)
+                cache = step.cache
+        assert cache.get_seq_length() == 6
+        assert cache.cross_attention_cache.get_seq_length() == 7  # the encoder states, projected once
+        torch.testing.assert_close(torch.cat(pieces, dim=1), full, atol=self.atol, rtol=1e-4)
+
+    def test_few_optimizer_steps_lower_the_loss(self):
+        model = self.make_model().train()
+        source = self.random_ids(8, 6)
+        eos = torch.full((8, 1), model.config.eos_token_id)
+        labels = torch.cat([source.flip(1), eos], dim=1)  # reverse, then EOS
+        optimizer = torch.optim.AdamW(model.parameters(), lr=3e-2)
+        losses = []
+        for _ in range(25):
+            loss = model(input_ids=source, labels=labels).loss
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        assert losses[-1] < 0.5 * losses[0], losses
+
+    def test_gradients_reach_every_parameter(self):
+        model = self.make_model(tie_word_embeddings=False).train()
+        source, labels = self.random_ids(2, 6), self.random_ids(2, 5, seed=1)
+        model(input_ids=source, labels=labels).loss.backward()
+        for name, parameter in model.named_parameters():
+            assert parameter.grad is not None, f"no gradient for {name}"
+            assert torch.isfinite(parameter.grad).all(), f"non-finite gradient for {name}"
+            assert parameter.grad.abs().sum() > 0, f"zero gradient for {name}"
+
+    def test_data_collator_builds_decoder_inputs_from_labels(self):
+        model = self.make_model()
+
+        class _PadOnlyTokenizer:  # DataCollatorForSeq2Seq only pads the source through the tokenizer
+            pad_token_id = 0
+            padding_side = "right"
+
+            def pad(self, features, **kwargs):
+                longest = max(len(feature["input_ids"]) for feature in features)
+                ids = [f["input_ids"] + [0] * (longest - len(f["input_ids"])) for f in features]
+                mask = [[1] * len(f["input_ids"]) + [0] * (longest - len(f["input_ids"])) for f in features]
+                return {"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask)}
+
+        collator = DataCollatorForSeq2Seq(_PadOnlyTokenizer(), model=model, label_pad_token_id=-100)
+        batch = collator([{"input_ids": [5, 6, 7], "labels": [8, 9, 2]}, {"input_ids": [5], "labels": [4, 2]}])
+        assert batch["labels"].tolist() == [[8, 9, 2], [4, 2, -100]]
+        assert batch["decoder_input_ids"].tolist() == [[1, 8, 9], [1, 4, 2]]
+
+    # --------------------------------------------------------------------------------- saving, Auto, remote code
+    @pytest.mark.parametrize("tie", [True, False])
+    def test_save_load_identical_logits_safetensors_only(self, tmp_path, tie):
+        model = self.make_model() if tie else self.make_generation_model()
+        source, target = self.random_ids(2, 7), self.random_ids(2, 4, seed=1)
+        model.save_pretrained(tmp_path)
+        files = os.listdir(tmp_path)
+        assert "model.safetensors" in files and "generation_config.json" in files
+        assert not [name for name in files if name.endswith((".bin", ".pt", ".pth", ".pkl", ".ckpt"))], files
+        with safe_open(str(tmp_path / "model.safetensors"), "pt") as handle:
+            shapes = {key: handle.get_slice(key).get_shape() for key in handle.keys()}  # noqa: SIM118 (not a dict)
+        # One vocabulary matrix (shared by source, target and output layer) when tied, two when not.
+        vocab_matrices = [key for key, shape in shapes.items() if shape[0] == model.config.vocab_size]
+        assert len(vocab_matrices) == (1 if tie else 2), vocab_matrices
+        with torch.no_grad():
+            expected = model(input_ids=source, decoder_input_ids=target).logits
+        for loader in (self.seq2seq_lm_class, AutoModelForSeq2SeqLM):
+            reloaded = loader.from_pretrained(tmp_path).eval()
+            assert type(reloaded) is self.seq2seq_lm_class
+            embeddings = reloaded.get_input_embeddings().weight
+            assert (reloaded.get_output_embeddings().weight is embeddings) is tie
+            with torch.no_grad():
+                assert torch.equal(reloaded(input_ids=source, decoder_input_ids=target).logits, expected)
+        generation_config = json.loads((tmp_path / "generation_config.json").read_text())
+        assert generation_config["decoder_start_token_id"] == model.config.decoder_start_token_id
+
+    def test_auto_classes_resolve_to_the_family(self, tmp_path):
+        config = self.get_config()
+        assert isinstance(AutoConfig.for_model(self.config_class.model_type), self.config_class)
+        config.save_pretrained(tmp_path)
+        assert type(AutoConfig.from_pretrained(tmp_path)) is self.config_class
+        assert type(AutoModel.from_config(config)) is self.base_model_class
+        assert type(AutoModelForSeq2SeqLM.from_config(config)) is self.seq2seq_lm_class
+
+    def test_save_writes_auto_map_and_code(self, tmp_path):
+        self.make_model().save_pretrained(tmp_path)
+        auto_map = json.loads((tmp_path / "config.json").read_text())["auto_map"]
+        assert auto_map["AutoConfig"].endswith(self.config_class.__name__)
+        assert auto_map["AutoModel"].endswith(self.base_model_class.__name__)
+        assert auto_map["AutoModelForSeq2SeqLM"].endswith(self.seq2seq_lm_class.__name__)
+        for module_name in {value.split(".")[0] for value in auto_map.values()}:
+            assert (tmp_path / f"{module_name}.py").is_file()
+
+    def test_remote_code_load_in_a_process_without_hf_textgen(self, tmp_path):
+        model = self.make_generation_model()
+        inputs = {"input_ids": self.random_ids(2, 7), "decoder_input_ids": self.random_ids(2, 4, seed=1)}
+        check_remote_code_loading([(model, inputs)], tmp_path)
+
+    # ------------------------------------------------------------------------------------------------ generation
+    def test_generation_fixture_is_not_degenerate(self):
+        model = self.make_generation_model()
+        source = self.random_ids(3, 6)
+        generated = self.generate(model, source)
+        assert len(set(generated[:, 1:].flatten().tolist())) > 4
+        assert not torch.equal(generated, self.generate(model, source.flip(1)))
+
+    def test_greedy_cached_equals_uncached_equals_argmax_recomputation(self):
+        model = self.make_generation_model()
+        source = self.random_ids(2, 6)
+        cached = self.generate(model, source, max_new_tokens=10)
+        assert torch.equal(cached, self.generate(model, source, max_new_tokens=10, use_cache=False))
+        # Reference: run the whole decoder prefix again at every step and take the argmax.
+        sequences = torch.full((2, 1), model.config.decoder_start_token_id)
+        for _ in range(10):
+            with torch.no_grad():
+                logits = model(input_ids=source, decoder_input_ids=sequences, use_cache=False).logits[:, -1]
+            sequences = torch.cat([sequences, logits.argmax(-1, keepdim=True)], dim=1)
+        assert torch.equal(cached, sequences)
+
+    @pytest.mark.parametrize("num_return_sequences", [1, 2])
+    def test_beam_search_cached_equals_uncached(self, num_return_sequences):
+        model = self.make_generation_model()
+        source = self.random_ids(2, 6)
+        kwargs = {
+            "num_beams": 3,
+            "num_return_sequences": num_return_sequences,
+            "max_new_tokens": 7,
+            "return_dict_in_generate": True,
+            "output_scores": True,
+        }
+        cached = self.generate(model, source, use_cache=True, **kwargs)
+        uncached = self.generate(model, source, use_cache=False, **kwargs)
+        assert cached.sequences.shape == (2 * num_return_sequences, 1 + 7)
+        assert torch.equal(cached.sequences, uncached.sequences)
+        torch.testing.assert_close(cached.sequences_scores, uncached.sequences_scores, atol=self.atol, rtol=1e-4)
+
+    @pytest.mark.parametrize(
+        "sampling",
+        [{"temperature": 0.7}, {"temperature": 1.3, "top_k": 20, "top_p": 0.9}],
+        ids=["temperature", "top_k_top_p"],
+    )
+    def test_seeded_sampling_is_reproducible_with_and_without_cache(self, sampling):
+        model = self.make_generation_model()
+        source = self.random_ids(2, 6)
+
+        def sample(**kwargs):
+            torch.manual_seed(1234)
+            return self.generate(model, source, do_sample=True, max_new_tokens=10, **sampling, **kwargs)
+
+        first = sample()
+        assert torch.equal(first, sample())
+        assert torch.equal(first, sample(use_cache=False))
+        torch.manual_seed(99)
+        assert not torch.equal(first, self.generate(model, source, do_sample=True, max_new_tokens=10, temperature=1.5))
+
+    @pytest.mark.parametrize("side", ["right", "left"])
+    def test_padded_sources_give_what_unpadded_ones_give(self, side):
+        model = self.make_generation_model()
+        rows = [self.random_ids(1, length, seed=index) for index, length in enumerate([3, 7, 5])]
+        input_ids, attention_mask = self.padded_batch(rows, side)
+        target = self.random_ids(3, 4, seed=9)
+        with torch.no_grad():
+            batch_logits = model(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=target).logits
+        batched = self.generate(model, input_ids, attention_mask=attention_mask)
+        for index, row in enumerate(rows):
+            with torch.no_grad():
+                alone_logits = model(input_ids=row, decoder_input_ids=target[index : index + 1]).logits
+            torch.testing.assert_close(batch_logits[index : index + 1], alone_logits, atol=self.atol, rtol=1e-4)
+            assert torch.equal(batched[index], self.generate(model, row)[0]), f"greedy, row {index}"
+        # Beam search on the most padded row (the beams carry the padded encoder output and mask along).
+        beams = self.generate(model, input_ids, attention_mask=attention_mask, num_beams=3)
+        assert torch.equal(beams[0], self.generate(model, rows[0], num_beams=3)[0])
+
+    def test_saved_folder_generates_through_the_inference_loader(self, tmp_path, tiny_tokenizer):
+        # transformers 5 removed the text2text-generation pipeline; the user-level path for an encoder-decoder is
+        # the folder loaded by `hf_textgen.generation.load_model_and_tokenizer` (what `hf-textgen generate` does).
+        from hf_textgen.generation import load_model_and_tokenizer
+
+        tokenizer = tiny_tokenizer
+        model = self.make_generation_model(
+            vocab_size=len(tokenizer),
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            decoder_start_token_id=tokenizer.bos_token_id,
+        )
+        model.save_pretrained(tmp_path)
+        tokenizer.save_pretrained(tmp_path)
+        loaded, loaded_tokenizer = load_model_and_tokenizer(str(tmp_path), device="cpu")
+        assert type(loaded) is self.seq2seq_lm_class
+        encoded = loaded_tokenizer("To be, or not to be", return_tensors="pt")
+        generated = loaded.generate(**encoded, max_new_tokens=6, do_sample=False)
+        expected = model.generate(**tokenizer("To be, or not to be", return_tensors="pt"), max_new_tokens=6)
+        assert torch.equal(generated, expected)
+        assert loaded_tokenizer.decode(generated[0], skip_special_tokens=True) == tokenizer.decode(
+            expected[0], skip_special_tokens=True
+        )
+
+
 __all__ = [
     "CausalLMModelTestMixin",
+    "Seq2SeqLMModelTestMixin",
     "check_remote_code_loading",
     "run_remote_code_loads",
     "save_with_expected_output",

@@ -2,11 +2,14 @@
 
 import pytest
 import torch
+from huggingface_hub.errors import StrictDataclassClassValidationError, StrictDataclassFieldValidationError
 from torch import nn
 
 from hf_textgen import RNNConfig, RNNForCausalLM, RNNForSequenceClassification, RNNModel
 
 from .common import CausalLMModelTestMixin, check_remote_code_loading
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 CELL_TYPES = ("lstm", "gru", "rnn")
 
@@ -23,15 +26,6 @@ def tiny_rnn_config(**overrides) -> RNNConfig:
         "eos_token_id": 2,
     }
     return RNNConfig(**{**fields, **overrides})
-
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    # Tiny models run fastest on one thread, and the test box is shared: extra threads only contend.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class _RNNSuite(CausalLMModelTestMixin):
@@ -84,15 +78,23 @@ def test_default_config_is_a_small_real_model():
         ({"hidden_size": 0}, "hidden_size"),
         ({"vocab_size": -5}, "vocab_size"),
         ({"num_hidden_layers": 0}, "num_hidden_layers"),
-        ({"hidden_size": 1.5}, "hidden_size"),
         ({"dropout": 1.0}, "dropout"),
         ({"dropout": -0.1}, "dropout"),
-        ({"bidirectional": "yes"}, "bidirectional"),
+        ({"pad_token_id": 99}, "pad_token_id"),
         ({"embedding_size": 16, "tie_word_embeddings": True}, "tie_word_embeddings"),
     ],
 )
 def test_config_errors_name_the_field(overrides, field):
     with pytest.raises(ValueError, match=field):
+        tiny_rnn_config(**overrides)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"), [({"hidden_size": 1.5}, "hidden_size"), ({"bidirectional": "yes"}, "bidirectional")]
+)
+def test_config_field_of_the_wrong_type_is_refused_by_the_strict_dataclass(overrides, field):
+    # As for every transformers config: `@strict` checks the annotated type of each field as it is set.
+    with pytest.raises(StrictDataclassFieldValidationError, match=field):
         tiny_rnn_config(**overrides)
 
 
@@ -120,7 +122,7 @@ def test_config_edited_after_construction_is_checked_when_building_a_model():
 def test_config_edited_after_construction_is_checked_on_save(tmp_path):
     config = tiny_rnn_config()
     config.cell_type = "lstmm"
-    with pytest.raises(ValueError, match="cell_type"):
+    with pytest.raises(StrictDataclassClassValidationError, match="cell_type"):  # as LlamaConfig's would
         config.save_pretrained(tmp_path)
 
 

@@ -14,6 +14,8 @@ from hf_textgen.models.transformer import convert_llama_state_dict, convert_to_l
 
 from .common import CausalLMModelTestMixin
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def tiny_transformer_config(**overrides) -> TransformerConfig:
     fields = {
@@ -29,15 +31,6 @@ def tiny_transformer_config(**overrides) -> TransformerConfig:
         "eos_token_id": 2,
     }
     return TransformerConfig(**{**fields, **overrides})
-
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    # Tiny models run fastest on one thread, and the test box is shared: extra threads only contend.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class TestTransformer(CausalLMModelTestMixin):

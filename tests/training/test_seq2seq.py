@@ -5,24 +5,16 @@ import json
 import random
 
 import pytest
-import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 from hf_textgen import cli
 from hf_textgen.data import DataArguments
 from hf_textgen.training.seq2seq import load_pairs, tokenize_pairs
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 # A tiny model: the tests check the plumbing, not the quality (except the slow learning test).
 TINY_OVERRIDES = "hidden_size=32,num_hidden_layers=1,num_attention_heads=2,intermediate_size=64"
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # Tiny models on a shared CPU: one thread avoids hand-off costs that dwarf the maths.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _reverse_pairs(count: int, seed: int, alphabet: str = "abcdefgh", lengths=(3, 6)) -> list[dict[str, str]]:
