@@ -59,20 +59,16 @@ def save_loss_plot(log_history: list[dict[str, Any]], path: str | os.PathLike) -
 
 def set_generation_defaults(model, tokenizer) -> None:
     """Store the generate engineer's sampling defaults in `model.generation_config` (saved with the model)."""
-    try:
-        from hf_textgen.generation import set_default_generation_config
-    except ImportError:
-        return
+    from hf_textgen.generation import set_default_generation_config
+
     if model.can_generate():
         set_default_generation_config(model, tokenizer)
 
 
 def write_model_card(output_dir: str | os.PathLike, **kwargs: Any) -> None:
-    """Render README.md into the finished folder with the Hub engineer's card writer, where it is installed."""
-    try:
-        from hf_textgen.hub.model_card import write_model_card as write
-    except ImportError:
-        return
+    """Render README.md into the finished folder with the Hub engineer's card writer."""
+    from hf_textgen.hub.model_card import write_model_card as write
+
     try:
         write(output_dir, **kwargs)
     except Exception as error:  # a card is documentation: never lose a trained model over it
