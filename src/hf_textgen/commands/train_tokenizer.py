@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datasets import IterableDataset
 
 from hf_textgen.data import DataArguments, load_raw_datasets, minimum_vocab_size, train_tokenizer
-from hf_textgen.data.loading import encoding_user_error
+from hf_textgen.data.loading import encoding_user_error, expand_data_files
 from hf_textgen.data.tokenizer_training import TOKENIZER_TYPES, EmptyCorpusError
 from hf_textgen.errors import UserError, atomic_output_dir
 from hf_textgen.training.arguments import parse_arguments
@@ -114,7 +114,10 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError("the training data holds no text; give a file with text in it") from None
         except Exception as error:
             # Streaming reads the files only now, so a bad byte deep in one surfaces here.
-            user_error = encoding_user_error(error)
+            files = expand_data_files(args.train_file) if args.train_file else []
+            if args.validation_file:
+                files += expand_data_files(args.validation_file, "--validation_file")
+            user_error = encoding_user_error(error, files)
             if user_error is None:
                 raise
             raise user_error from None

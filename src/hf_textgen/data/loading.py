@@ -40,6 +40,7 @@ from datasets.data_files import DataFilesDict, get_data_patterns
 
 from hf_textgen.data.arguments import DataArguments
 from hf_textgen.data.documents import AUTO_PROBE_CHARS, is_blank, iter_documents, separates_paragraphs
+from hf_textgen.data.encoding import conversion_advice
 from hf_textgen.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -123,20 +124,45 @@ def check_utf8(path: str) -> None:
         codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
     except UnicodeDecodeError as error:
         raise UserError(
-            f"{path} is not UTF-8 text (bad byte at offset {error.start}); convert it, e.g. "
-            f"`iconv -f latin1 -t utf-8 {path} > fixed.txt`"
+            f"{path} is not UTF-8 text (bad byte at offset {error.start}); {conversion_advice(head, path)}"
         ) from None
 
 
-def encoding_user_error(error: BaseException) -> UserError | None:
-    """A UserError when `error` was caused by undecodable bytes in a data file (datasets wraps the original)."""
+def _first_bad_utf8(paths: list[str]) -> tuple[str, int, bytes] | None:
+    """The first file of `paths` that is not UTF-8, with the offset of its bad byte and the bytes from there on."""
+    for path in paths:
+        if not os.path.isfile(path) or path.lower().endswith(_COMPRESSION_SUFFIXES):
+            continue
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        offset = 0
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as error:
+                    return path, offset + error.start, chunk[error.start : error.start + _ENCODING_PROBE_BYTES]
+                offset += len(chunk)
+    return None
+
+
+def encoding_user_error(error: BaseException, files: list[str] | None = None) -> UserError | None:
+    """A UserError when `error` was caused by undecodable bytes in a data file (datasets wraps the original).
+
+    Args:
+        error: What loading or reading the data raised.
+        files: The data files that were read, when known: the message then names the bad one and the offset.
+    """
     cause = error
     while cause is not None and not isinstance(cause, UnicodeDecodeError):
         cause = cause.__cause__ or cause.__context__
     if cause is None:
         return None
-    # The offset would be into datasets' read chunk, not the file, so only the reason is shown.
-    return UserError(f"a data file is not UTF-8 text ({cause.reason}); convert it to UTF-8, e.g. with iconv")
+    if (found := _first_bad_utf8(files or [])) is not None:
+        path, offset, data = found
+        return UserError(f"{path} is not UTF-8 text (bad byte at offset {offset}); {conversion_advice(data, path)}")
+    # Which file it was is not known here; datasets' read chunk is still enough to guess the encoding from.
+    advice = conversion_advice(cause.object) if isinstance(cause.object, bytes) else "convert it to UTF-8 with iconv"
+    return UserError(f"a data file is not UTF-8 text ({cause.reason}); {advice}")
 
 
 _TEXT_FEATURES = Features({"text": Value("string")})
@@ -149,7 +175,12 @@ def _load(path: str, *, split: str | None = None, cache_dir: str | None, streami
     except UserError:
         raise
     except Exception as error:
-        if (user_error := encoding_user_error(error)) is not None:
+        data_files = kwargs.get("data_files")
+        if isinstance(data_files, dict):
+            files = [file for split_files in data_files.values() for file in split_files]
+        else:
+            files = [str(file) for file in Path(path).rglob("*")] if os.path.isdir(path) else []
+        if (user_error := encoding_user_error(error, files)) is not None:
             raise user_error from None
         if "corresponds to no data" in str(error):  # datasets' words for a split that produced no rows
             raise UserError(f"the data in {path} holds no text; give files with text in it") from None
@@ -227,7 +258,7 @@ def _load_text_files(files: list[str], data_args: DataArguments, cache_dir: str 
     try:
         readings = [_choose_reading(path, data_args) for path in files]
     except UnicodeDecodeError as error:
-        raise encoding_user_error(error) from None
+        raise encoding_user_error(error, files) from None
     _log_readings(files, readings)
     gen_kwargs = {
         "files": files,
@@ -243,7 +274,7 @@ def _load_text_files(files: list[str], data_args: DataArguments, cache_dir: str 
             _generate_documents, features=_TEXT_FEATURES, gen_kwargs=gen_kwargs, cache_dir=cache_dir
         )
     except Exception as error:
-        if (user_error := encoding_user_error(error)) is not None:
+        if (user_error := encoding_user_error(error, files)) is not None:
             raise user_error from None
         if "corresponds to no data" in str(error):  # datasets' words for a split that produced no rows
             raise UserError(f"the data in {', '.join(files)} holds no text; give files with text in them") from None
