@@ -71,6 +71,20 @@ def _model_folder(tmp_path: Path, family: str, *, eval_loss: float | None = 2.5)
         ],
     }
     (folder / "trainer_state.json").write_text(json.dumps(state))
+    # What `hf_textgen.hub.training_facts` records at the end of training.
+    args = {
+        "learning_rate": 3e-4,
+        "lr_scheduler_type": "cosine",
+        "per_device_train_batch_size": 8,
+        "gradient_accumulation_steps": 2,
+        "num_train_epochs": 3.0,
+        "max_steps": 30,
+        "seed": 42,
+        "world_size": 1,
+    }
+    (folder / "training_args.json").write_text(json.dumps(args))
+    facts = {"train_files": [{"name": "plays.txt", "bytes": 12345}], "languages": ["en"], "prompt": "HAMLET."}
+    (folder / "training_data.json").write_text(json.dumps(facts))
     if eval_loss is not None:
         results = {"eval_loss": eval_loss, "eval_runtime": 0.5, "train_loss": 3.4, "epoch": 1.0}
         (folder / "all_results.json").write_text(json.dumps(results))
@@ -113,12 +127,13 @@ def test_card_per_family(tmp_path, family, pipeline_tag, family_text, usage):
     folder = _model_folder(tmp_path, family)
     path = write_model_card(folder, datasets="tiny_shakespeare", repo_id="alice/tiny")
     assert path == folder / "README.md"
+    assert "To be, or not to be" not in path.read_text()
     text = path.read_text()
     metadata = metadata_load(path)
     assert metadata["library_name"] == "transformers"
     assert metadata["pipeline_tag"] == pipeline_tag
     assert metadata["license"] == "apache-2.0"
-    assert metadata["language"] == "en"
+    assert metadata["language"] == ["en"]
     assert metadata["datasets"] == ["tiny_shakespeare"]
     assert FAMILY_CONFIGS[family]["model_type"] in metadata["tags"]
     assert family_text in text
@@ -128,7 +143,10 @@ def test_card_per_family(tmp_path, family, pipeline_tag, family_text, usage):
     assert "16.4K (16,391)" in text
     assert "![loss_curve.png](loss_curve.png)" in text
     assert "| 20 | 3.2 | 3 |" in text  # loss history joins training and validation loss by step
-    assert "| learning_rate | 0.0003 |" in text  # peak learning rate from the log history
+    assert "| learning_rate | 0.0003 |" in text  # as set, not read off the scheduler's log
+    assert "| max_steps | 30 |" in text and "num_train_epochs" not in text  # max_steps overrides epochs
+    assert "| total_train_batch_size | 16 |" in text
+    assert 'tokenizer("HAMLET."' in text or 'classifier("HAMLET.")' in text
     assert "## Limitations and bias" in text
     assert "\n\n\n" not in text
 
@@ -193,3 +211,62 @@ def test_local_paths_stay_out_of_the_metadata(tmp_path):
     text = path.read_text()
     assert f"fine-tuned from `{local_base}`" in text
     assert f"`{tmp_path}`, [bob/data](https://huggingface.co/datasets/bob/data)" in text
+
+
+def test_every_evaluation_point_is_in_the_loss_table(tmp_path):
+    folder = _model_folder(tmp_path, "transformer")
+    history = [{"step": step, "loss": 6.0 - step / 100, "learning_rate": 1e-3} for step in range(10, 301, 10)]
+    history += [{"step": step, "eval_loss": 5.0 - step / 1000} for step in (100, 200, 300)]
+    state = {"global_step": 300, "max_steps": 300, "log_history": history}
+    (folder / "trainer_state.json").write_text(json.dumps(state))
+    rows = [line for line in render_model_card(folder).content.splitlines() if line.startswith("| ") and "|" in line]
+    steps = [int(row.split("|")[1]) for row in rows if row.split("|")[1].strip().isdigit()]
+    assert {100, 200, 300} <= set(steps)  # every evaluation, whatever the sampling of training losses
+    assert len(steps) <= 10 + 3 + 1
+    assert "| 100 | 5 | 4.9 |" in rows
+
+
+def test_bits_per_byte_is_reported_beside_perplexity(tmp_path):
+    folder = _model_folder(tmp_path, "transformer", eval_loss=None)
+    results = {"eval_loss": 2.0, "perplexity": 7.389, "bits_per_byte": 1.25, "byte_perplexity": 2.378}
+    (folder / "eval_results.json").write_text(json.dumps(results))
+    card = render_model_card(folder)
+    names = [result.metric_name for result in card.data.eval_results]
+    assert names == ["Loss", "Perplexity", "Byte perplexity", "Bits per byte"]
+    assert "| bits_per_byte | validation | 1.25 |" in card.content
+    assert "Bits per byte is the cross-entropy per UTF-8 byte" in card.content
+
+
+def test_without_recorded_facts_the_card_claims_nothing(tmp_path):
+    folder = _model_folder(tmp_path, "rnn")
+    (folder / "training_args.json").unlink()
+    (folder / "training_data.json").unlink()
+    card = render_model_card(folder)
+    assert card.data.language is None  # no language tag is guessed
+    assert "Training data: not recorded in the model folder." in card.content
+    assert "learning_rate" not in card.content  # the scheduler's logged values are not the learning rate set
+    assert "| steps trained | 30 |" in card.content
+
+
+def test_recorded_data_is_named_with_its_size_and_language(tmp_path):
+    folder = _model_folder(tmp_path, "transformer")
+    facts = {
+        "train_files": [{"name": "新闻.txt", "bytes": 2_500_000}],
+        "validation_split_percentage": 5,
+        "num_documents": 1234,
+        "languages": ["zh"],
+        "prompt": "今天早上天气很好，",
+    }
+    (folder / "training_data.json").write_text(json.dumps(facts, ensure_ascii=False), encoding="utf-8")
+    card = render_model_card(folder)
+    assert card.data.language == ["zh"]
+    assert "Training data: `新闻.txt` (2.4 MB); the first 5% of its documents held out for validation; 1,234" in (
+        card.content
+    )
+    assert 'tokenizer("今天早上天气很好，", return_tensors="pt")' in card.content
+    hub = {"dataset_name": "Salesforce/wikitext", "dataset_config_name": "wikitext-2-raw-v1", "languages": ["en"]}
+    (folder / "training_data.json").write_text(json.dumps(hub))
+    card = render_model_card(folder)
+    assert card.data.datasets == ["Salesforce/wikitext"]
+    link = "[Salesforce/wikitext](https://huggingface.co/datasets/Salesforce/wikitext)"
+    assert f"Training data: {link} (config `wikitext-2-raw-v1`)." in card.content

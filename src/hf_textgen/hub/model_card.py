@@ -2,9 +2,12 @@
 
 The card is built with `huggingface_hub`'s `ModelCard` / `ModelCardData` from the template in `templates/`
 (a packaged copy of the repository's `model_cards/`). Everything it says comes from files in the folder:
-`config.json` (architecture, size), the safetensors headers (parameter count), `trainer_state.json` and
-`training_args.json` (hyperparameters, loss history), `all_results.json` / `eval_results.json` /
-`test_results.json` (evaluation, also written into the `model-index` metadata) and any PNG plot.
+`config.json` (architecture, size), the safetensors headers (parameter count), `training_args.json` (the
+hyperparameters as set) and `training_data.json` (files or dataset, detected languages, a prompt from the text),
+both written by `hf_textgen.hub.training_facts` at the end of training, `trainer_state.json` (steps, loss
+history: every evaluation point), `all_results.json` / `eval_results.json` / `test_results.json` (evaluation, also
+written into the `model-index` metadata) and any PNG plot. What the folder does not record, the card does not
+claim: no language tag without a detected language, no learning rate read off the scheduler's log.
 
 Rendering is deterministic (no dates, no absolute paths), so a card is *stale* exactly when rendering it again
 gives a different text; `hf-textgen push` uses that to refresh an old card before uploading it.
@@ -23,6 +26,8 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 from safetensors import safe_open
+
+from hf_textgen.hub.training_facts import TRAINING_ARGS_NAME, TRAINING_DATA_NAME
 
 TEMPLATE_PATH = Path(__file__).parent / "templates" / "hf_textgen_model_card.md"
 # The template's comment line: a README carrying it was written by us and may be re-rendered.
@@ -67,21 +72,33 @@ _CONFIG_FIELDS = (
     ("num_labels", "Labels"),
 )
 
+# Hyperparameters shown from `training_args.json`, in this order; the step budget is shown separately.
 _TRAINING_ARGS_SHOWN = (
     "learning_rate",
     "lr_scheduler_type",
     "warmup_steps",
     "warmup_ratio",
     "weight_decay",
-    "per_device_train_batch_size",
-    "gradient_accumulation_steps",
     "optim",
     "max_grad_norm",
-    "num_train_epochs",
-    "max_steps",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
     "bf16",
     "fp16",
     "seed",
+)
+# Training-loss rows kept in the card's loss table besides every evaluation point and the last step.
+_TRAIN_LOSS_ROWS = 10
+# Metrics first in this order (the rest alphabetically): what a language model is judged by leads.
+_METRIC_ORDER = (
+    "loss",
+    "perplexity",
+    "word_perplexity",
+    "byte_perplexity",
+    "bits_per_byte",
+    "loss_per_character",
+    "accuracy",
+    "f1",
 )
 
 
@@ -165,7 +182,7 @@ def _eval_results(
     metrics: dict[tuple[str, str], float], pipeline_tag: str, dataset_id: str, dataset_name: str
 ) -> list[EvalResult]:
     results = []
-    for (name, split), value in sorted(metrics.items()):
+    for (name, split), value in metrics.items():
         # Metric ids on the Hub: perplexity variants share the `perplexity` type and differ by their pretty name.
         metric_type = "perplexity" if "perplexity" in name else name
         results.append(
@@ -182,44 +199,101 @@ def _eval_results(
     return results
 
 
-def _training_facts(model_dir: Path) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]], bool]:
-    """Hyperparameter rows and a (step, training loss, validation loss) history from the trainer files."""
-    state = _read_json(model_dir / "trainer_state.json")
-    args = _read_json(model_dir / "training_args.json")
+def _hyperparameters(args: dict[str, Any] | None, state: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """Rows of the hyperparameter table: the arguments as set, then the step budget and the steps run."""
     rows: dict[str, str] = {}
-    history: list[tuple[str, str, str]] = []
     if args:
         for key in _TRAINING_ARGS_SHOWN:
-            # Unset / zero values are defaults nobody chose; the learning rate and seed are always worth showing.
+            # Zero / unset values are defaults nobody chose; the learning rate and seed are always worth showing.
             if key in args and (args[key] not in (None, 0, False, "") or key in ("learning_rate", "seed")):
                 rows[key] = _format_value(args[key])
-    if state:
-        for key in ("global_step", "max_steps", "num_train_epochs", "train_batch_size"):
-            if state.get(key) not in (None, 0):
-                rows.setdefault(key, _format_value(state[key]))
-        log_history = state.get("log_history") or []
-        learning_rates = [entry["learning_rate"] for entry in log_history if "learning_rate" in entry]
-        if learning_rates:
-            rows.setdefault("learning_rate", _format_value(max(learning_rates)))
-        by_step: dict[int, dict[str, float]] = {}
-        for entry in log_history:
-            step = entry.get("step")
-            if step is None:
-                continue
-            if "loss" in entry:
-                by_step.setdefault(step, {})["loss"] = entry["loss"]
-            if "eval_loss" in entry:
-                by_step.setdefault(step, {})["eval_loss"] = entry["eval_loss"]
-        steps = sorted(by_step)
-        # Keep the table short on long runs: about ten evenly spaced rows, always including the last one.
-        stride = max(1, math.ceil(len(steps) / 10))
-        shown = steps[::stride] + ([steps[-1]] if steps and steps[-1] not in steps[::stride] else [])
-        for step in shown:
-            losses = by_step[step]
-            history.append(
-                (str(step), _format_value(losses.get("loss", "-")), _format_value(losses.get("eval_loss", "-")))
-            )
-    return list(rows.items()), history, args is not None
+        world_size = args.get("world_size") or 1
+        per_device = args.get("per_device_train_batch_size")
+        if per_device:
+            accumulation = args.get("gradient_accumulation_steps") or 1
+            rows["total_train_batch_size"] = f"{per_device * accumulation * world_size}"
+        if world_size > 1:
+            rows["world_size"] = str(world_size)
+        # `max_steps` overrides `num_train_epochs` when set, as in the Trainer: show the one that decided.
+        if (args.get("max_steps") or 0) > 0:
+            rows["max_steps"] = _format_value(args["max_steps"])
+        elif args.get("num_train_epochs") is not None:
+            rows["num_train_epochs"] = _format_value(args["num_train_epochs"])
+    if state and state.get("global_step"):
+        rows["steps trained"] = _format_value(state["global_step"])
+    return list(rows.items())
+
+
+def _loss_history(state: dict[str, Any] | None) -> list[tuple[str, str, str]]:
+    """(step, training loss, validation loss) rows: every evaluation, about ten training losses and the last step."""
+    by_step: dict[int, dict[str, float]] = {}
+    for entry in (state or {}).get("log_history") or []:
+        step = entry.get("step")
+        if step is None:
+            continue
+        for key in ("loss", "eval_loss"):
+            if key in entry:
+                by_step.setdefault(step, {})[key] = entry[key]
+    steps = sorted(by_step)
+    train_steps = [step for step in steps if "loss" in by_step[step]]
+    stride = max(1, math.ceil(len(train_steps) / _TRAIN_LOSS_ROWS))
+    shown = set(train_steps[::stride]) | {step for step in steps if "eval_loss" in by_step[step]}
+    if steps:
+        shown.add(steps[-1])
+    return [
+        (
+            str(step),
+            _format_value(by_step[step].get("loss", "-")),
+            _format_value(by_step[step].get("eval_loss", "-")),
+        )
+        for step in sorted(shown)
+    ]
+
+
+def _size(num_bytes: int) -> str:
+    for divisor, suffix in ((1 << 30, "GB"), (1 << 20, "MB"), (1 << 10, "kB")):
+        if num_bytes >= divisor:
+            return f"{num_bytes / divisor:.1f} {suffix}"
+    return f"{num_bytes} bytes"
+
+
+def _files_text(files: list[dict[str, Any]], shown: int = 5) -> str:
+    names = [f"`{entry['name']}` ({_size(entry['bytes'])})" for entry in files[:shown]]
+    if len(files) > shown:
+        rest = files[shown:]
+        names.append(f"and {len(rest)} more ({_size(sum(entry['bytes'] for entry in rest))})")
+    return ", ".join(names)
+
+
+def _data_description(facts: dict[str, Any]) -> str | None:
+    """One Markdown sentence naming the data of `training_data.json`, or None when nothing was recorded."""
+    if facts.get("dataset_name"):
+        name = facts["dataset_name"]
+        text = f"[{name}](https://huggingface.co/datasets/{name})" if _is_hub_id(name) else f"`{name}`"
+        if facts.get("dataset_config_name"):
+            text += f" (config `{facts['dataset_config_name']}`)"
+    elif facts.get("dataset_folder"):
+        text = f"the local dataset folder `{facts['dataset_folder']}/`: {_files_text(facts.get('train_files', []))}"
+    elif facts.get("train_files"):
+        prefix = "hf_textgen's bundled Shakespeare corpus, " if facts.get("bundled_corpus") else ""
+        text = f"{prefix}{_files_text(facts['train_files'])}"
+        if facts.get("validation_files"):
+            text += f"; validation text {_files_text(facts['validation_files'])}"
+    else:
+        return None
+    if facts.get("validation_split_percentage"):
+        text += f"; the first {facts['validation_split_percentage']}% of its documents held out for validation"
+    if facts.get("num_documents"):
+        text += f"; {facts['num_documents']:,} training documents"
+    if facts.get("max_train_samples"):
+        text += f", of which at most {facts['max_train_samples']:,} training examples were used"
+    return text
+
+
+def _metric_sort_key(item: tuple[tuple[str, str], float]) -> tuple:
+    (name, split), _ = item
+    rank = _METRIC_ORDER.index(name) if name in _METRIC_ORDER else len(_METRIC_ORDER)
+    return (split != "validation", split, rank, name)
 
 
 def _previous_metadata(model_dir: Path) -> dict[str, Any]:
@@ -271,11 +345,12 @@ def render_model_card(
 
     Args:
         model_dir: Folder holding `config.json` and the weights, plus optional trainer and result files.
-        base_model: Hub id of the model this one was fine-tuned from.
-        datasets: Hub id(s) of the training data.
+        base_model: Hub id (or path) of the model this one was fine-tuned from.
+        datasets: Hub id(s) of the training data; by default what `training_data.json` records.
         task: A `finetune --task` value or a pipeline tag; by default inferred from the architecture.
         repo_id: Where the model lives on the Hub, used in the usage snippet and as the model name.
-        language: Language code(s) of the training text (default `en`).
+        language: Language code(s) of the training text; by default those detected in it (`training_data.json`),
+            and none when nothing was recorded.
         license: License id (default `apache-2.0`).
 
     Returns:
@@ -289,15 +364,19 @@ def render_model_card(
     if config is None:
         raise ValueError(f"{model_dir} has no readable config.json; is it a model folder written by save_pretrained?")
     previous = _previous_metadata(model_dir)
+    training_args = _read_json(model_dir / TRAINING_ARGS_NAME)
+    data_facts = _read_json(model_dir / TRAINING_DATA_NAME) or {}
+    state = _read_json(model_dir / "trainer_state.json")
     base_model = base_model or previous.get("base_model")
-    datasets = _as_list(datasets) or _as_list(previous.get("datasets"))
-    language = language or previous.get("language") or "en"
+    # What a caller says (now, or when the card was first rendered, e.g. `push --datasets`) wins over the record.
+    recorded_dataset = [data_facts["dataset_name"]] if data_facts.get("dataset_name") else None
+    datasets = _as_list(datasets) or _as_list(previous.get("datasets")) or recorded_dataset
+    language = language or previous.get("language") or data_facts.get("languages") or None
     license = license or previous.get("license") or "apache-2.0"
     if task is None and previous.get("pipeline_tag"):
         task = previous["pipeline_tag"]
     if repo_id is None:
-        training_args = _read_json(model_dir / "training_args.json") or {}
-        repo_id = training_args.get("hub_model_id") or f"your-username/{model_dir.resolve().name}"
+        repo_id = (training_args or {}).get("hub_model_id") or f"your-username/{model_dir.resolve().name}"
 
     model_type = config.get("model_type", "unknown")
     pipeline_tag = _pipeline_tag(config, task)
@@ -311,13 +390,16 @@ def render_model_card(
             if name == "loss" and (("perplexity", split) not in metrics) and value < 50:
                 metrics[("perplexity", split)] = math.exp(value)
                 derived_perplexity = True
+    metrics = dict(sorted(metrics.items(), key=_metric_sort_key))
     # Local paths stay in the card's text but not in its metadata, where the Hub expects repository ids.
     hub_datasets = [dataset for dataset in datasets or [] if _is_hub_id(dataset)]
     base_model_on_hub = bool(base_model) and _is_hub_id(base_model)
     dataset_id = hub_datasets[0] if hub_datasets else "text"
     dataset_name = datasets[0] if datasets else "held-out text"
     eval_results = _eval_results(metrics, pipeline_tag, dataset_id, dataset_name) or None
-    hyperparameters, loss_history, has_training_args = _training_facts(model_dir)
+    # The record describes the data unless a caller named other datasets; the template then lists those.
+    data_description = _data_description(data_facts) if datasets in (None, recorded_dataset) else None
+    prompt = data_facts.get("prompt") or "Hello"
 
     family_title = FAMILY_TITLES.get(model_type, f"`{model_type}` model")
     if pipeline_tag == "text-classification":
@@ -360,11 +442,17 @@ def render_model_card(
         cell_type=config.get("cell_type"),
         encoder_layers=config.get("encoder_layers"),
         decoder_layers=config.get("decoder_layers"),
-        hyperparameters=hyperparameters,
-        has_training_args=has_training_args,
-        loss_history=loss_history,
+        data_description=data_description,
+        languages=_as_list(language) or [],
+        languages_detected=bool(data_facts.get("languages")) and language == data_facts.get("languages"),
+        prompt_literal=json.dumps(prompt, ensure_ascii=False),
+        prompt_from_data="prompt" in data_facts,
+        hyperparameters=_hyperparameters(training_args, state),
+        has_training_args=training_args is not None,
+        loss_history=_loss_history(state),
         plots=sorted(path.name for path in model_dir.glob("*.png")),
-        eval_rows=[(name, split, _format_value(value)) for (name, split), value in sorted(metrics.items())],
+        eval_rows=[(name, split, _format_value(value)) for (name, split), value in metrics.items()],
+        has_byte_metrics=any(name in ("bits_per_byte", "byte_perplexity") for name, _ in metrics),
         derived_perplexity=derived_perplexity,
     )
     # The template's optional sections leave runs of blank lines behind; one blank line is enough in Markdown.

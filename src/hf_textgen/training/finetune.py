@@ -239,6 +239,9 @@ class PromptCompletionTask(_LabelledTask):
         _require_column(raw, args.completion_column, "--completion_column")
         return raw
 
+    def text_columns(self) -> tuple[str, ...]:
+        return (self.finetune_args.prompt_column, self.finetune_args.completion_column)
+
     def check_tokenizer(self, tokenizer: PreTrainedTokenizerBase) -> None:
         if tokenizer.eos_token_id is None:
             raise UserError("the tokenizer has no eos_token to end completions with; use one that has")

@@ -86,12 +86,32 @@ def push_to_hub(trainer) -> None:
     logger.info("pushed %s to %s", trainer.args.output_dir, result.repo_url)
 
 
-def finish(trainer, train_metrics: dict[str, float] | None, eval_metrics: dict[str, float] | None, **card) -> None:
+def save_training_facts(output_dir: str | os.PathLike, training_args, **kwargs: Any) -> None:
+    """Record the run's hyperparameters and data for the model card (`hf_textgen.hub.training_facts`)."""
+    from hf_textgen.hub.training_facts import save_training_facts as save
+
+    try:
+        save(output_dir, training_args, **kwargs)
+    except Exception as error:  # documentation again: never lose a trained model over it
+        logger.warning("could not record the training facts for the model card: %s", error)
+
+
+def finish(
+    trainer,
+    train_metrics: dict[str, float] | None,
+    eval_metrics: dict[str, float] | None,
+    data_args=None,
+    train_dataset=None,
+    text_columns: tuple[str, ...] = ("text",),
+    **card,
+) -> None:
     """Save the final model folder as the transformers examples do, plus the loss plot and the model card.
 
     `trainer.save_model` writes weights (safetensors), config with `auto_map`, the model code, the tokenizer and
     the generation config; `save_metrics` writes `train_results.json` / `eval_results.json` / `all_results.json`;
-    `save_state` writes `trainer_state.json`. With `--push_to_hub` the finished folder is then pushed in one commit.
+    `save_state` writes `trainer_state.json`; `training_args.json` and `training_data.json` record the
+    hyperparameters as set and the data (`data_args`, a sample of the raw `train_dataset`'s `text_columns`) for
+    the model card. With `--push_to_hub` the finished folder is then pushed in one commit.
     """
     output_dir = trainer.args.output_dir
     if train_metrics is not None:
@@ -113,6 +133,9 @@ def finish(trainer, train_metrics: dict[str, float] | None, eval_metrics: dict[s
         if plot is not None:
             logger.info("loss curves written to %s", plot)
         if train_metrics is not None:
+            save_training_facts(
+                output_dir, trainer.args, data_args=data_args, train_dataset=train_dataset, text_columns=text_columns
+            )
             write_model_card(output_dir, **card)
             if trainer.args.push_to_hub:
                 push_to_hub(trainer)

@@ -85,6 +85,10 @@ class Task:
         """The raw "train" / "validation" splits."""
         raise NotImplementedError
 
+    def text_columns(self) -> tuple[str, ...]:
+        """The raw data's text columns: the model card detects their languages and takes its prompt from the first."""
+        return ("text",)
+
     def tokenizer_texts(self, raw: datasets.DatasetDict) -> Iterator[str] | None:
         """The texts a new tokenizer is trained on, or None when the task needs a given tokenizer."""
         return None
@@ -297,8 +301,10 @@ def run_task(
         trainer,
         train_metrics,
         eval_metrics,
+        data_args=data_args,
+        train_dataset=raw["train"],
+        text_columns=task.text_columns(),
         base_model=model_args.model_name_or_path,
-        datasets=data_args.dataset_name,
         task=task.name,
     )
     return {**(train_metrics or {}), **(eval_metrics or {})}

@@ -209,6 +209,9 @@ class Seq2SeqTask(Task):
         self.finetune_args = finetune_args
         self.max_target_length: int | None = None
 
+    def text_columns(self) -> tuple[str, ...]:
+        return (_SOURCE, _TARGET)
+
     def check_arguments(self, model_args, data_args, training_args) -> None:
         if not isinstance(training_args, Seq2SeqTrainingArguments):
             raise TypeError("--task seq2seq needs Seq2SeqTrainingArguments (generation settings for evaluation)")
