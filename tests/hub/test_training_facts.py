@@ -30,7 +30,7 @@ def test_languages_are_identified_by_their_share_of_the_text(tiny_corpus_dir):
     ("texts", "prompt"),
     [
         (["\n\nHAMLET.\nTo be, or not to be, that is the question:"], "HAMLET."),
-        (["The quick brown fox jumps over the lazy dog and runs into the forest."], "The quick brown fox jumps over the lazy"),
+        (["The quick brown fox jumps over the lazy dog and runs far."], "The quick brown fox jumps over the lazy"),
         ([CHINESE], "今天早上天气很好，阳光照在窗台上，"),
         (["1 2 3", "---"], None),
     ],
