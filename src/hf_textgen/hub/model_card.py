@@ -282,9 +282,9 @@ def _data_description(facts: dict[str, Any]) -> str | None:
     else:
         return None
     if facts.get("validation_split_percentage"):
-        text += f"; the first {facts['validation_split_percentage']}% of its documents held out for validation"
+        text += f"; {facts['validation_split_percentage']}% of it held out for validation"
     if facts.get("num_documents"):
-        text += f"; {facts['num_documents']:,} training documents"
+        text += f"; {facts['num_documents']:,} documents"
     if facts.get("max_train_samples"):
         text += f", of which at most {facts['max_train_samples']:,} training examples were used"
     return text

@@ -194,7 +194,7 @@ def describe_training_data(data_args, train_dataset=None, text_columns: Sequence
             facts["validation_files"] = [_file_entry(path) for path in validation]
         elif not data_args.train_file:
             facts["validation_files"] = [_file_entry(bundled["validation"])]
-        else:  # `load_raw_datasets` holds out the first documents
+        else:  # part of the training text is held out (documents or packed blocks)
             facts["validation_split_percentage"] = data_args.validation_split_percentage
     if data_args.max_train_samples is not None:
         facts["max_train_samples"] = data_args.max_train_samples
