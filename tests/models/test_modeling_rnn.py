@@ -341,3 +341,34 @@ def test_bidirectional_classifier_trains_both_directions():
     model(input_ids=input_ids, labels=torch.tensor([0, 1, 1, 0])).loss.backward()
     for name, parameter in model.named_parameters():
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+
+
+# --------------------------------------------------------------------------------------- activation checkpointing
+@pytest.mark.parametrize("cell_type", CELL_TYPES)
+def test_gradient_checkpointing_gives_the_same_gradients(cell_type):
+    torch.manual_seed(0)
+    model = RNNForCausalLM(tiny_rnn_config(cell_type=cell_type, num_hidden_layers=3)).train()
+    assert model.supports_gradient_checkpointing
+    input_ids = torch.randint(3, 99, (3, 9), generator=torch.Generator().manual_seed(0))
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[0, :4] = 0  # a left-padded row: the packed path runs inside the checkpointed layers too
+
+    def gradients() -> dict[str, torch.Tensor]:
+        model.zero_grad()
+        torch.manual_seed(1)  # the same dropout masks in both runs
+        model(input_ids=input_ids, attention_mask=attention_mask, labels=input_ids).loss.backward()
+        return {name: parameter.grad.clone() for name, parameter in model.named_parameters()}
+
+    plain = gradients()
+    model.gradient_checkpointing_enable()
+    calls = []
+    for layer in model.model.layers:  # count the checkpointed calls: one per layer
+        checkpoint = layer._gradient_checkpointing_func
+        layer._gradient_checkpointing_func = lambda *args, _checkpoint=checkpoint, **kwargs: (
+            calls.append(1),
+            _checkpoint(*args, **kwargs),
+        )[1]
+    checkpointed = gradients()
+    assert len(calls) == 3
+    for name, grad in plain.items():
+        torch.testing.assert_close(checkpointed[name], grad, msg=name)

@@ -13,11 +13,14 @@ This file imports only torch, transformers and its sibling configuration: it is 
 model for `trust_remote_code=True`.
 """
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transformers import Cache, DynamicCache, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
     BaseModelOutputWithPast,
     CausalLMOutputWithPast,
@@ -30,8 +33,6 @@ from .configuration_rnn import RNNConfig
 # transformers 5.24 renamed the cache from `past_key_values` to `cache` (output fields and `forward` arguments). A
 # saved model runs under whatever transformers its user has, so this file speaks the installed release's name.
 _CACHE = "cache" if "cache" in BaseModelOutputWithPast.__dataclass_fields__ else "past_key_values"
-
-_RNN_CLASSES = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
 
 class _PaddingPlan:
@@ -47,8 +48,9 @@ class _PaddingPlan:
         self.pack_lengths = self.lengths.clamp(min=1).cpu()
 
     def run(
-        self, rnn: nn.RNNBase, inputs: torch.Tensor, state: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None
+        self, rnn: Callable, inputs: torch.Tensor, state: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None
     ) -> tuple[torch.Tensor, torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
+        """Run `rnn` (a torch recurrent module's forward) on the real tokens of each row, packed."""
         batch_size, seq_len, _ = inputs.shape
         gather_index = self.order.unsqueeze(-1).expand(-1, -1, inputs.shape[-1])
         compact = inputs.gather(1, gather_index)  # (B, T, D_in), real tokens first
@@ -91,6 +93,46 @@ def _single_step(
     return hidden.unsqueeze(1), hidden.unsqueeze(0)
 
 
+class _RecurrentLayer(GradientCheckpointingLayer):
+    """One recurrent layer's whole step over a sequence: the decode-step kernel, the fused sequence kernel, or the
+    packed run of a padded batch.
+
+    Each concrete layer is also torch's `nn.LSTM` / `nn.GRU` / `nn.RNN`, so its parameters keep torch's names
+    (`weight_ih_l0`, ...). Everything reads the weights inside this `forward`, which is what the wrappers hook:
+    activation checkpointing (one layer at a time, as transformers' layers) and PEFT adapters on the parameters
+    (`target_parameters`), which substitute the adapted weights for the duration of the call.
+    """
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        state: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None,
+        padding_plan: _PaddingPlan | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
+        """`(B, T, D_in)` inputs and the incoming state (None: zeros) -> `(B, T, H * directions)` outputs and the
+        final state; `padding_plan` runs a padded batch's real tokens only."""
+        if padding_plan is not None:
+            return padding_plan.run(super().forward, hidden_states, state)
+        if hidden_states.shape[1] == 1 and not self.bidirectional:
+            return _single_step(self, hidden_states, state)
+        return super().forward(hidden_states, state)
+
+
+class LSTMLayer(_RecurrentLayer, nn.LSTM):
+    pass
+
+
+class GRULayer(_RecurrentLayer, nn.GRU):
+    pass
+
+
+class ElmanRNNLayer(_RecurrentLayer, nn.RNN):
+    pass
+
+
+_LAYER_CLASSES = {"lstm": LSTMLayer, "gru": GRULayer, "rnn": ElmanRNNLayer}
+
+
 class RNNPreTrainedModel(PreTrainedModel):
     """Weight initialisation and the flags transformers reads (stateful: no assisted decoding, no cache cropping)."""
 
@@ -99,7 +141,8 @@ class RNNPreTrainedModel(PreTrainedModel):
     base_model_prefix = "model"
     main_input_name = "input_ids"
     _is_stateful = True
-    supports_gradient_checkpointing = False
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["LSTMLayer", "GRULayer", "ElmanRNNLayer"]
 
     # Every Auto class of the family and the class it builds: `save_pretrained` writes them all into `auto_map`.
     _auto_map_classes: dict[str, str] = {
@@ -156,13 +199,13 @@ class RNNModel(RNNPreTrainedModel):
     def __init__(self, config: RNNConfig):
         config.validate_architecture()  # fields may have been edited since the config was built
         super().__init__(config)
-        rnn_class = _RNN_CLASSES[config.cell_type]
+        layer_class = _LAYER_CLASSES[config.cell_type]
         num_directions = 2 if config.bidirectional else 1
         self.embed_tokens = nn.Embedding(config.vocab_size, config.input_embedding_size)
         self.dropout = nn.Dropout(config.dropout)
         # One module per layer (not `num_layers=`): each layer gets its own cache slot and dropout in between.
         self.layers = nn.ModuleList(
-            rnn_class(
+            layer_class(
                 input_size=config.input_embedding_size if index == 0 else config.hidden_size * num_directions,
                 hidden_size=config.hidden_size,
                 batch_first=True,
@@ -251,16 +294,11 @@ class RNNModel(RNNPreTrainedModel):
 
         hidden_states = self.dropout(inputs_embeds)
         all_hidden_states = (hidden_states,) if output_hidden_states else None
-        for layer_idx, rnn in enumerate(self.layers):
+        for layer_idx, layer in enumerate(self.layers):
             if layer_idx > 0:
                 hidden_states = self.dropout(hidden_states)
             state = self._read_state(cache, layer_idx)
-            if plan is None and hidden_states.shape[1] == 1 and not self.config.bidirectional:
-                hidden_states, state = _single_step(rnn, hidden_states, state)  # (B, 1, H)
-            elif plan is None:
-                hidden_states, state = rnn(hidden_states, state)  # (B, T, H * directions)
-            else:
-                hidden_states, state = plan.run(rnn, hidden_states, state)  # (B, T, H * directions)
+            hidden_states, state = layer(hidden_states, state, padding_plan=plan)  # (B, T, H * directions)
             if cache is not None:
                 self._write_state(cache, layer_idx, state)
             if output_hidden_states:

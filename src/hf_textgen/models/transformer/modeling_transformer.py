@@ -668,6 +668,10 @@ class TransformerForCausalLM(TransformerPreTrainedModel, GenerationMixin):
             and torch.is_grad_enabled()
             and not hasattr(self, "_loss_function")  # a user-set loss function needs the logits
             and not torch.compiler.is_compiling()  # the compiler fuses the plain head + loss itself
+            # The fused loss reads the head's weight itself: a wrapped head (a PEFT adapter on it, a quantized or
+            # hooked layer) must run its own forward, so it takes the plain head + loss below.
+            and type(self.lm_head) is nn.Linear
+            and not (self.lm_head._forward_hooks or self.lm_head._forward_pre_hooks)
         ):
             # A training step only needs the loss: skip the (B, T, V) logits and compute it chunk by chunk.
             loss = linear_cross_entropy(hidden_states, self.lm_head.weight, labels, **kwargs)
