@@ -257,7 +257,7 @@ def test_streamer_never_splits_a_multibyte_character(tiny_tokenizer):
                 "--num_return_sequences",
                 "2",
             ],
-            "--num_return_sequences",
+            "num_return_sequences 2 needs sampling",
         ),
         (["--model_name_or_path", "{model}", "--prompt", "hi", "--bogus"], "unrecognized"),
     ],

@@ -8,6 +8,7 @@ instead of falling back to transformers' global defaults (greedy decoding, 20 to
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +56,68 @@ def default_generation_settings(vocab_size: int) -> dict[str, object]:
     }
 
 
+def cap_max_new_tokens(max_new_tokens: int, config: PreTrainedConfig) -> int:
+    """A default `max_new_tokens` cut to half of a bounded context, leaving the other half for the prompt.
+
+    Applied to defaults only (the saved ones and the fallback), never to a length the user asked for.
+    """
+    limit = max_positions(config)
+    return min(max_new_tokens, max(1, limit // 2)) if limit is not None else max_new_tokens
+
+
+def generation_config_with(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, **settings: object
+) -> GenerationConfig:
+    """The model's saved generation config with `settings` on top, completed and checked, for one `generate()` call.
+
+    Args:
+        model: The model whose `generation_config` (as `set_default_generation_config` saved it) is the base.
+        tokenizer: Supplies the pad and EOS ids the saved config may lack, and the vocabulary size that picks the
+            fallback `max_new_tokens`.
+        **settings: GenerationConfig fields (`max_new_tokens`, `do_sample`, `temperature`, `top_k`, `top_p`,
+            `num_beams`, `repetition_penalty`, `num_return_sequences`, ...); None keeps the model's value.
+
+    Returns:
+        A new `GenerationConfig` (the model's is not changed). A `max_new_tokens` not given is the saved one, else
+        `default_generation_settings`' one, capped at half of a bounded context.
+
+    Raises:
+        UserError: Settings that cannot work together or fail `GenerationConfig.validate`.
+    """
+    config = copy.deepcopy(model.generation_config)
+    changes = {name: value for name, value in settings.items() if value is not None}
+
+    def effective(name: str):
+        return changes.get(name, getattr(config, name, None))
+
+    if not effective("do_sample"):
+        # The saved sampling knobs mean nothing to greedy / beam decoding; dropping them spares a warning.
+        for name in ("temperature", "top_k", "top_p"):
+            changes.setdefault(name, None)
+    if "max_new_tokens" not in changes:
+        saved = config.max_new_tokens or default_generation_settings(len(tokenizer))["max_new_tokens"]
+        changes["max_new_tokens"] = cap_max_new_tokens(saved, model.config)
+    if config.pad_token_id is None:
+        changes["pad_token_id"] = tokenizer.pad_token_id
+    if config.eos_token_id is None:
+        changes["eos_token_id"] = tokenizer.eos_token_id
+    num_return_sequences = effective("num_return_sequences") or 1
+    if (
+        num_return_sequences > 1
+        and not effective("do_sample")
+        and num_return_sequences > (effective("num_beams") or 1)
+    ):
+        raise UserError(
+            f"num_return_sequences {num_return_sequences} needs sampling (do_sample) or at least as many beams "
+            f"(num_beams {num_return_sequences})"
+        )
+    try:
+        config.update(**changes)  # validates the result
+    except ValueError as error:
+        raise UserError(f"bad generation settings: {first_line(error)}") from None
+    return config
+
+
 def set_default_generation_config(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, **overrides: object
 ) -> GenerationConfig:
@@ -89,10 +152,7 @@ def set_default_generation_config(
         if decoder_start_token_id is None:
             decoder_start_token_id = bos_token_id
         settings["decoder_start_token_id"] = decoder_start_token_id
-    limit = max_positions(model.config)
-    if limit is not None:
-        # Leave at least half of a bounded context for the prompt.
-        settings["max_new_tokens"] = min(settings["max_new_tokens"], max(1, limit // 2))
+    settings["max_new_tokens"] = cap_max_new_tokens(settings["max_new_tokens"], model.config)
     settings.update(overrides)
     if not settings["do_sample"]:
         # Sampling knobs on a greedy/beam config only trigger warnings at every generate() call.
@@ -211,10 +271,10 @@ def prepare_prompt(
         UserError: An empty prompt, or `max_new_tokens` that leaves no room in the model's context.
     """
     if not prompt or not prompt.strip():
-        raise UserError("the prompt is empty; pass --prompt TEXT or pipe the text on standard input")
+        raise UserError("the prompt is empty")
     ids = tokenizer(prompt, verbose=False)["input_ids"]  # the cut below handles length
     if not ids:
-        raise UserError("the prompt tokenizes to nothing; pass a longer --prompt")
+        raise UserError("the prompt tokenizes to nothing; give a longer prompt")
     limit = max_positions(model.config)
     room = len(ids)
     if limit is not None:
@@ -222,15 +282,15 @@ def prepare_prompt(
             # The decoder takes its start token plus the new tokens.
             if max_new_tokens + 1 > limit:
                 raise UserError(
-                    f"--max_new_tokens {max_new_tokens} is more than the model can produce ({limit - 1} tokens); "
-                    "lower --max_new_tokens"
+                    f"max_new_tokens {max_new_tokens} is more than the model can produce ({limit - 1} tokens); "
+                    "ask for fewer new tokens"
                 )
             room = limit
         else:
             if max_new_tokens >= limit:
                 raise UserError(
-                    f"--max_new_tokens {max_new_tokens} leaves no room for the prompt in the model's "
-                    f"{limit}-token context; lower --max_new_tokens"
+                    f"max_new_tokens {max_new_tokens} leaves no room for the prompt in the model's "
+                    f"{limit}-token context; ask for fewer new tokens"
                 )
             room = limit - max_new_tokens
     kept = ids[-room:]

@@ -9,17 +9,25 @@ as its source and prints only its output.
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 
-from transformers import GenerationConfig, TextStreamer, set_seed
+from transformers import TextStreamer, set_seed
 from transformers.utils import logging as transformers_logging
 
 from hf_textgen.errors import UserError, first_line
-from hf_textgen.generation import load_model_and_tokenizer, max_positions, prepare_prompt
+from hf_textgen.generation import generation_config_with, load_model_and_tokenizer, prepare_prompt
 
-# Used when neither the flags nor the model's generation_config say how long to generate.
-FALLBACK_MAX_NEW_TOKENS = 100
+# The flags that are GenerationConfig fields, passed on under the same names.
+GENERATION_FLAGS = (
+    "max_new_tokens",
+    "do_sample",
+    "temperature",
+    "top_k",
+    "top_p",
+    "num_beams",
+    "repetition_penalty",
+    "num_return_sequences",
+)
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -105,52 +113,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _generation_config(model, tokenizer, args: argparse.Namespace) -> GenerationConfig:
-    """The model's generation config with the given flags on top, checked."""
-    config = copy.deepcopy(model.generation_config)
-    flags = (
-        "max_new_tokens",
-        "do_sample",
-        "temperature",
-        "top_k",
-        "top_p",
-        "num_beams",
-        "repetition_penalty",
-        "num_return_sequences",
-    )
-    for name in flags:
-        value = getattr(args, name)
-        if value is not None:
-            setattr(config, name, value)
-    if not config.do_sample:
-        # The model's saved sampling knobs mean nothing to greedy / beam decoding; dropping them spares a warning.
-        for name in ("temperature", "top_k", "top_p"):
-            if getattr(args, name) is None:
-                setattr(config, name, None)
-    limit = max_positions(model.config)
-    if config.max_new_tokens is None:
-        config.max_new_tokens = FALLBACK_MAX_NEW_TOKENS
-    if args.max_new_tokens is None and limit is not None and config.max_new_tokens > limit // 2:
-        # A default (not the user's choice) too long for the context: leave half of it for the prompt.
-        config.max_new_tokens = max(1, limit // 2)
-    if config.pad_token_id is None:
-        config.pad_token_id = tokenizer.pad_token_id
-    if config.eos_token_id is None:
-        config.eos_token_id = tokenizer.eos_token_id
-    num_return_sequences = config.num_return_sequences or 1
-    num_beams = config.num_beams or 1
-    if num_return_sequences > 1 and not config.do_sample and num_return_sequences > num_beams:
-        raise UserError(
-            f"--num_return_sequences {num_return_sequences} needs sampling (--do_sample) or at least as many "
-            f"beams (--num_beams {num_return_sequences})"
-        )
-    try:
-        config.validate()
-    except ValueError as error:
-        raise UserError(f"bad generation settings: {first_line(error)}") from None
-    return config
-
-
 class ContinuationStreamer(TextStreamer):
     """Streams what a causal LM adds to a prompt that the caller has already printed.
 
@@ -206,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
         transformers_logging.enable_progress_bar()
     if not model.can_generate():
         raise UserError(f"{args.model_name_or_path} holds a {type(model).__name__}, which cannot generate text")
-    generation_config = _generation_config(model, tokenizer, args)
+    generation_config = generation_config_with(
+        model, tokenizer, **{name: getattr(args, name) for name in GENERATION_FLAGS}
+    )
     prepared = prepare_prompt(model, tokenizer, prompt, generation_config.max_new_tokens)
     if prepared.num_dropped:
         print(

@@ -16,14 +16,12 @@ from dataclasses import dataclass, field
 from datasets import IterableDataset
 
 from hf_textgen.data import DataArguments, load_raw_datasets, minimum_vocab_size, train_tokenizer
+from hf_textgen.data.arguments import DEFAULT_VOCAB_SIZES, TOKENIZER_TYPES, VOCAB_SIZE_DEFAULTS_HELP
 from hf_textgen.data.loading import encoding_user_error, expand_data_files
-from hf_textgen.data.tokenizer_training import TOKENIZER_TYPES, EmptyCorpusError
+from hf_textgen.data.tokenizer_training import EmptyCorpusError
 from hf_textgen.errors import UserError, atomic_output_dir
 from hf_textgen.training.arguments import parse_arguments
 
-# Default vocabulary per type: BPE small enough for the bundled corpus, word-level the size of WikiText-2's,
-# char keeps every character seen.
-DEFAULT_VOCAB_SIZES = {"bpe": 8000, "word": 32000, "char": None}
 # Validation characters tokenized for the chars/token figure: enough for a stable number, cheap on any corpus.
 _MAX_VALIDATION_CHARS = 2_000_000
 _BATCH_SIZE = 1000
@@ -47,7 +45,7 @@ class TokenizerTrainingArguments:
     )
     vocab_size: int | None = field(
         default=None,
-        metadata={"help": "Vocabulary size, special tokens included. Default: bpe 8000, word 32000, char all seen."},
+        metadata={"help": f"Vocabulary size, special tokens included. Default: {VOCAB_SIZE_DEFAULTS_HELP}."},
     )
     min_frequency: int = field(
         default=2, metadata={"help": "Ignore merges (bpe) or words / characters seen fewer times than this."}

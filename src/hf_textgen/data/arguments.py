@@ -5,6 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 SAMPLE_BY_CHOICES = ("auto", "paragraph", "line", "article", "document")
+TOKENIZER_TYPES = ("bpe", "char", "word")
+# Vocabulary size per tokenizer type when none is given (`train-tokenizer --vocab_size`, `pretrain
+# --tokenizer_vocab_size`): BPE small enough for the bundled corpus, word-level the size of WikiText-2's, char
+# keeps every character seen.
+DEFAULT_VOCAB_SIZES: dict[str, int | None] = {"bpe": 8000, "word": 32000, "char": None}
+VOCAB_SIZE_DEFAULTS_HELP = ", ".join(
+    f"{kind} {size}" if size else f"{kind} every character seen" for kind, size in DEFAULT_VOCAB_SIZES.items()
+)
 # A block needs one token to predict from and one to score (`hf_textgen.data.processing.resolve_block_size`).
 MIN_BLOCK_SIZE = 2
 

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-TOKENIZER_TYPES = ("bpe", "char", "word")
+from hf_textgen.data.arguments import DEFAULT_VOCAB_SIZES, TOKENIZER_TYPES
 
 PAD_TOKEN = "<pad>"
 BOS_TOKEN = "<s>"
@@ -112,7 +112,7 @@ def _build_backend(tokenizer_type: str, vocab_size: int | None, min_frequency: i
 def train_tokenizer(
     text_iterator: Iterable[str | list[str]],
     tokenizer_type: str = "bpe",
-    vocab_size: int | None = 8000,
+    vocab_size: int | None = None,
     min_frequency: int = 2,
     model_max_length: int | None = None,
 ) -> PreTrainedTokenizerFast:
@@ -122,8 +122,8 @@ def train_tokenizer(
         text_iterator: Texts to learn from (lines, paragraphs or documents), or lists of them (batches are
             faster). Consumed once, lazily.
         tokenizer_type: `"bpe"` (byte-level BPE), `"char"` (one token per character) or `"word"` (word-level).
-        vocab_size: Target vocabulary size, special tokens included. Required for `bpe` and `word`; for `char`,
-            `None` keeps every character seen.
+        vocab_size: Target vocabulary size, special tokens included; `None` takes `DEFAULT_VOCAB_SIZES` (bpe 8000,
+            word 32000, char every character seen).
         min_frequency: Drop merges (bpe) or words/characters (word/char) seen fewer times than this.
         model_max_length: Recorded on the tokenizer (e.g. the model's context length); `None` leaves it unset.
 
@@ -136,8 +136,8 @@ def train_tokenizer(
         EmptyCorpusError: The iterator held no text at all (a `ValueError`).
     """
     _check_type(tokenizer_type)
-    if vocab_size is None and tokenizer_type != "char":
-        raise ValueError(f"vocab_size is required for tokenizer_type {tokenizer_type!r}")
+    if vocab_size is None:
+        vocab_size = DEFAULT_VOCAB_SIZES[tokenizer_type]
     minimum = minimum_vocab_size(tokenizer_type)
     if vocab_size is not None and vocab_size < minimum:
         detail = " (256 bytes + special tokens)" if tokenizer_type == "bpe" else " (special tokens + 1)"

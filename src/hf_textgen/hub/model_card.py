@@ -27,6 +27,7 @@ from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 from safetensors import safe_open
 
+from hf_textgen.evaluation.perplexity import perplexity
 from hf_textgen.hub.training_facts import TRAINING_ARGS_NAME, TRAINING_DATA_NAME
 
 TEMPLATE_PATH = Path(__file__).parent / "templates" / "hf_textgen_model_card.md"
@@ -388,7 +389,7 @@ def render_model_card(
         for (name, split), value in list(metrics.items()):
             # Perplexity is what a language model is judged by; derive it when only the loss was saved.
             if name == "loss" and (("perplexity", split) not in metrics) and value < 50:
-                metrics[("perplexity", split)] = math.exp(value)
+                metrics[("perplexity", split)] = perplexity(value)
                 derived_perplexity = True
     metrics = dict(sorted(metrics.items(), key=_metric_sort_key))
     # Local paths stay in the card's text but not in its metadata, where the Hub expects repository ids.

@@ -17,6 +17,7 @@ import transformers
 import yaml
 from transformers import HfArgumentParser
 
+from hf_textgen.data.arguments import VOCAB_SIZE_DEFAULTS_HELP
 from hf_textgen.errors import UserError, first_line
 
 # Short names accepted by `--model_type`, next to the full registered model_type.
@@ -65,8 +66,12 @@ class ModelArguments:
         default="bpe",
         metadata={"help": "Kind of tokenizer to train when none is given: bpe (byte-level), char or word."},
     )
-    tokenizer_vocab_size: int = field(
-        default=4096, metadata={"help": "Vocabulary size of the tokenizer trained when none is given."}
+    tokenizer_vocab_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Vocabulary size of the tokenizer trained when none is given. "
+            f"Default: {VOCAB_SIZE_DEFAULTS_HELP}."
+        },
     )
     tokenizer_min_frequency: int = field(
         default=2, metadata={"help": "Minimum pair frequency for a merge in the trained tokenizer."}

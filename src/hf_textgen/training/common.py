@@ -327,9 +327,9 @@ def train_tokenizer_on(texts: Iterator[str], model_args: ModelArguments) -> PreT
     from hf_textgen.data import train_tokenizer
 
     logger.info(
-        "training a %s tokenizer (vocab %d) on the training data",
+        "training a %s tokenizer (vocab %s) on the training data",
         model_args.tokenizer_type,
-        model_args.tokenizer_vocab_size,
+        model_args.tokenizer_vocab_size or "default",
     )
     try:
         return train_tokenizer(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -15,14 +14,6 @@ from transformers import TrainerCallback
 logger = logging.getLogger(__name__)
 
 LOSS_PLOT_NAME = "loss_curves.png"
-
-
-def perplexity(loss: float) -> float:
-    """`exp(loss)`, or infinity where that overflows (an untrained model's loss can be large)."""
-    try:
-        return math.exp(loss)
-    except OverflowError:
-        return float("inf")
 
 
 def save_loss_plot(log_history: list[dict[str, Any]], path: str | os.PathLike) -> Path | None:

@@ -36,6 +36,7 @@ from transformers import (
 
 from hf_textgen.data import DataArguments
 from hf_textgen.errors import UserError
+from hf_textgen.evaluation.perplexity import perplexity
 from hf_textgen.generation import max_positions
 from hf_textgen.training.arguments import ModelArguments
 from hf_textgen.training.common import (
@@ -51,7 +52,7 @@ from hf_textgen.training.common import (
     special_token_ids,
     train_tokenizer_on,
 )
-from hf_textgen.training.results import RankSyncCallback, finish, perplexity
+from hf_textgen.training.results import RankSyncCallback, finish
 
 logger = logging.getLogger(__name__)
 

@@ -11,6 +11,8 @@ import math
 import datasets
 import evaluate
 
+from hf_textgen.evaluation.perplexity import perplexity as _exp
+
 _DESCRIPTION = (
     "Perplexity = exp(total negative log-likelihood / number of scored tokens). "
     "Word perplexity = exp(total NLL / number of whitespace-separated words), comparable across tokenizers."
@@ -37,14 +39,6 @@ Examples:
     >>> load_metric("perplexity").compute(nll=[2.0, 4.0], num_tokens=[2, 4])["perplexity"]
     2.718281828459045
 """
-
-
-def _exp(value: float) -> float:
-    # An untrained model can have a mean NLL large enough to overflow exp; report infinity, not a crash.
-    try:
-        return math.exp(value)
-    except OverflowError:
-        return math.inf
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
