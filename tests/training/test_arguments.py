@@ -8,20 +8,20 @@ import torch
 from hf_textgen.data import DataArguments
 from hf_textgen.errors import UserError
 from hf_textgen.models import RNNConfig, TransformerConfig
-from hf_textgen.training.arguments import ModelArguments, TrainingArguments, parse_arguments
+from hf_textgen.training.arguments import ModelArguments, parse_arguments
 from hf_textgen.training.common import build_config, parse_config_overrides
-from hf_textgen.training.pretrain import PRETRAIN_DEFAULTS
+from hf_textgen.training.pretrain import PRETRAIN_DEFAULTS, PretrainingArguments
 
-TYPES = (ModelArguments, DataArguments, TrainingArguments)
+TYPES = (ModelArguments, DataArguments, PretrainingArguments)
 
 
 def test_json_file_and_flags_parse_alike(tmp_path):
     values = {"output_dir": str(tmp_path / "out"), "model_type": "rnn", "max_steps": 7, "train_file": ["a.txt"]}
     path = tmp_path / "args.json"
     path.write_text(json.dumps(values), encoding="utf-8")
-    from_file = parse_arguments(TYPES, [str(path)], defaults=PRETRAIN_DEFAULTS)
+    from_file = parse_arguments(TYPES, [str(path)])
     flags = ["--output_dir", values["output_dir"], "--model_type", "rnn", "--max_steps", "7", "--train_file", "a.txt"]
-    from_flags = parse_arguments(TYPES, flags, defaults=PRETRAIN_DEFAULTS)
+    from_flags = parse_arguments(TYPES, flags)
     for parsed in (from_file, from_flags):
         model_args, data_args, training_args = parsed
         assert model_args.resolved_model_type == "hf_textgen_rnn"
@@ -35,7 +35,7 @@ def test_json_file_and_flags_parse_alike(tmp_path):
 
 def test_flags_win_over_command_defaults(tmp_path):
     argv = ["--output_dir", str(tmp_path), "--learning_rate", "0.5", "--do_train", "false"]
-    _, _, training_args = parse_arguments(TYPES, argv, defaults=PRETRAIN_DEFAULTS)
+    _, _, training_args = parse_arguments(TYPES, argv)
     assert training_args.learning_rate == 0.5
     assert not training_args.do_train
 

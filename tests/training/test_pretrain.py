@@ -116,12 +116,12 @@ class _RecordLinearDtypes(TrainerCallback):
 def test_bf16_autocasts_on_cpu(tmp_path, tiny_corpus_dir, tiny_tokenizer_path):
     """--bf16 on a CPU-only machine trains with bf16 matmuls (autocast), master weights staying fp32."""
     from hf_textgen.data import DataArguments
-    from hf_textgen.training.arguments import ModelArguments, TrainingArguments, parse_arguments
-    from hf_textgen.training.pretrain import PRETRAIN_DEFAULTS, run_pretrain
+    from hf_textgen.training.arguments import ModelArguments, parse_arguments
+    from hf_textgen.training.pretrain import PretrainingArguments, run_pretrain
 
     argv = _pretrain_argv(tmp_path / "out", tiny_corpus_dir, "--bf16", "--tokenizer_name", tiny_tokenizer_path)
     model_args, data_args, training_args = parse_arguments(
-        (ModelArguments, DataArguments, TrainingArguments), argv[1:], defaults=PRETRAIN_DEFAULTS
+        (ModelArguments, DataArguments, PretrainingArguments), argv[1:]
     )
     if not torch.cuda.is_available():
         assert training_args.use_cpu

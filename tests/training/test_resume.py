@@ -18,15 +18,15 @@ _PAUSING_RUN = """
 import sys, time
 from transformers import TrainerCallback
 from hf_textgen.data import DataArguments
-from hf_textgen.training.arguments import ModelArguments, TrainingArguments, parse_arguments
-from hf_textgen.training.pretrain import PRETRAIN_DEFAULTS, run_pretrain
+from hf_textgen.training.arguments import ModelArguments, parse_arguments
+from hf_textgen.training.pretrain import PretrainingArguments, run_pretrain
 
 class WaitToBeKilled(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         print(f"SAVED {state.global_step}", flush=True)
         time.sleep(600)
 
-arguments = parse_arguments((ModelArguments, DataArguments, TrainingArguments), sys.argv[1:], PRETRAIN_DEFAULTS)
+arguments = parse_arguments((ModelArguments, DataArguments, PretrainingArguments), sys.argv[1:])
 run_pretrain(*arguments, callbacks=[WaitToBeKilled()])
 """
 

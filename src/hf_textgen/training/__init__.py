@@ -12,15 +12,17 @@ from hf_textgen.training.arguments import (
     TrainingArguments,
     parse_arguments,
 )
-from hf_textgen.training.finetune import FINETUNE_DEFAULTS, finetune_task, run_finetune
-from hf_textgen.training.pretrain import PRETRAIN_DEFAULTS, CausalLMTask, run_pretrain
+from hf_textgen.training.finetune import FINETUNE_DEFAULTS, FinetuningArguments, finetune_task, run_finetune
+from hf_textgen.training.pretrain import PRETRAIN_DEFAULTS, CausalLMTask, PretrainingArguments, run_pretrain
 from hf_textgen.training.runner import Task, run_task
 
 __all__ = [
     "FINETUNE_DEFAULTS",
     "CausalLMTask",
     "PRETRAIN_DEFAULTS",
+    "PretrainingArguments",
     "FinetuneArguments",
+    "FinetuningArguments",
     "ModelArguments",
     "Seq2SeqTrainingArguments",
     "Task",

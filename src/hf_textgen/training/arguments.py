@@ -7,10 +7,12 @@ so a command line written for the transformers examples works here unchanged.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import re
 import sys
+import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import transformers
@@ -127,32 +129,6 @@ class FinetuneArguments:
             raise UserError(f"unknown --task {self.task!r}; choose one of: {', '.join(FINETUNE_TASKS)}")
 
 
-@dataclass
-class TrainingArguments(transformers.TrainingArguments):
-    """transformers' `TrainingArguments`, plus `--overwrite_output_dir` as the transformers examples know it."""
-
-    overwrite_output_dir: bool = field(
-        default=False,
-        metadata={
-            "help": "Start afresh in a non-empty --output_dir (deleting it). Without it, an output_dir with "
-            "checkpoints resumes from the last complete one, and one without checkpoints is an error."
-        },
-    )
-
-
-@dataclass
-class Seq2SeqTrainingArguments(transformers.Seq2SeqTrainingArguments):
-    """transformers' `Seq2SeqTrainingArguments` (generation during eval), plus `--overwrite_output_dir`."""
-
-    overwrite_output_dir: bool = field(
-        default=False,
-        metadata={
-            "help": "Start afresh in a non-empty --output_dir (deleting it). Without it, an output_dir with "
-            "checkpoints resumes from the last complete one, and one without checkpoints is an error."
-        },
-    )
-
-
 def _accelerator_available() -> bool:
     """Whether torch sees a GPU-like device (CUDA/ROCm, Intel XPU, Apple MPS, Ascend NPU)."""
     import torch
@@ -164,72 +140,133 @@ def _accelerator_available() -> bool:
     )
 
 
-def _read_config_file(path: str) -> dict[str, Any]:
+@dataclass
+class TrainingArguments(transformers.TrainingArguments):
+    """transformers' `TrainingArguments`, plus `--overwrite_output_dir` as the transformers examples know it.
+
+    `output_dir` is required (the folder the results are written to), and `use_cpu` defaults to True on a machine
+    without an accelerator: transformers refuses `--bf16` without it (though bf16 autocast on the CPU is exactly
+    what is asked for), and under torchrun it is what makes the Trainer run real gloo data parallelism instead of N
+    independent copies.
+    """
+
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Start afresh in a non-empty --output_dir (deleting it). Without it, an output_dir with "
+            "checkpoints resumes from the last complete one, and one without checkpoints is an error."
+        },
+    )
+    use_cpu: bool = field(
+        # Decided once, when the class is defined: HfArgumentParser reads plain defaults only (not factories).
+        default=not _accelerator_available(),
+        metadata={"help": "Train on the CPU. Default: true on a machine without a GPU (or other accelerator)."},
+    )
+
+    def __post_init__(self):
+        if not self.output_dir:
+            raise UserError("--output_dir is required: the folder the results are written to")
+        super().__post_init__()
+
+
+@dataclass
+class Seq2SeqTrainingArguments(transformers.Seq2SeqTrainingArguments, TrainingArguments):
+    """transformers' `Seq2SeqTrainingArguments` (generation during eval) with our `TrainingArguments` additions."""
+
+
+def with_defaults(base: type, name: str, module: str, defaults: dict[str, Any], doc: str) -> type:
+    """A subclass of the argument dataclass `base` whose fields default to `defaults` (as TRL's configs do).
+
+    The defaults then show in `--help` and apply alike to flags and to `.yaml` / `.json` argument files.
+
+    Args:
+        base: An argument dataclass, e.g. `TrainingArguments`.
+        name: The subclass's name; assign it to a module-level variable of that name in `module`, so a saved
+            `training_args.bin` unpickles.
+        module: The module that holds it (`__name__`).
+        defaults: Field name -> default value (or a whole `dataclasses.field`, to also change its help), for
+            fields of `base`.
+        doc: The subclass's docstring.
+    """
+    hints = typing.get_type_hints(base)
+    fields = []
+    for key, value in defaults.items():
+        if not isinstance(value, dataclasses.Field):
+            value = field(default=value, metadata=base.__dataclass_fields__[key].metadata)
+        fields.append((key, hints[key], value))
+    cls = dataclasses.make_dataclass(name, fields, bases=(base,), namespace={"__doc__": doc, "__module__": module})
+    return cls
+
+
+def _read_error(path: str, error: BaseException) -> UserError:
+    reason = first_line(error)
+    if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
+        # PyYAML's own message spans several lines and quotes the file back.
+        reason = f"{error.problem} (line {error.problem_mark.line + 1}, column {error.problem_mark.column + 1})"
+    return UserError(f"cannot read the arguments file {path}: {reason}")
+
+
+def _parse_file(parser: HfArgumentParser, path: str) -> tuple:
+    """`HfArgumentParser.parse_yaml_file` / `parse_json_file`, with a user's mistakes as one-line `UserError`s."""
+    read = parser.parse_json_file if path.endswith(".json") else parser.parse_yaml_file
     try:
-        text = Path(path).read_text(encoding="utf-8")
-        values = yaml.safe_load(text) if path.endswith((".yaml", ".yml")) else json.loads(text)
+        return read(path)
+    except UserError as error:  # a dataclass's own check, e.g. no output_dir
+        raise UserError(f"{path}: {error}") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError, json.JSONDecodeError) as error:
-        reason = first_line(error)
-        if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
-            # PyYAML's own message spans several lines and quotes the file back.
-            reason = f"{error.problem} (line {error.problem_mark.line + 1}, column {error.problem_mark.column + 1})"
-        raise UserError(f"cannot read the arguments file {path}: {reason}") from None
-    if not isinstance(values, dict):
-        raise UserError(f"the arguments file {path} must hold a mapping of argument names to values")
-    return values
+        raise _read_error(path, error) from None
+    except AttributeError:  # parse_dict calls .keys() on whatever the file holds
+        raise UserError(f"the arguments file {path} must hold a mapping of argument names to values") from None
+    except ValueError as error:
+        unused = re.search(r"not used by the HfArgumentParser: \[(.*)\]", str(error))
+        if unused:
+            raise UserError(f"unknown argument(s) in {path}: {unused.group(1)}") from None
+        raise UserError(f"{path}: {first_line(error)}") from None
+
+
+def _raise_user_error(message: str):
+    # argparse would print its usage and exit; a UserError gives the CLI's one clear line instead.
+    raise UserError(f"{message} (see --help)")
 
 
 def parse_arguments(
-    dataclass_types: tuple[type, ...],
-    argv: list[str] | None = None,
-    defaults: dict[str, Any] | None = None,
-    prog: str | None = None,
+    dataclass_types: tuple[type, ...], argv: list[str] | None = None, prog: str | None = None
 ) -> tuple:
     """Parse command-line flags, or one `.yaml` / `.json` file holding the same names, into the dataclasses.
 
     Args:
-        dataclass_types: The argument dataclasses, e.g. `(ModelArguments, DataArguments, TrainingArguments)`.
+        dataclass_types: The argument dataclasses, e.g. `(ModelArguments, DataArguments, PretrainingArguments)`;
+            a command's own defaults live in its dataclasses (see `with_defaults`).
         argv: The arguments (without the program name); `sys.argv[1:]` when None.
-        defaults: Command-specific defaults that replace the dataclass defaults (a file or flag still wins).
         prog: The program name shown in `--help`.
 
     Returns:
         One instance per dataclass type, in order.
 
     Raises:
-        UserError: unknown names, bad values, or an unreadable arguments file.
+        UserError: unknown names, bad values, a missing `--output_dir`, or an unreadable arguments file.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     # exit_on_error=False: a bad value becomes one `error:` line instead of a 200-flag usage screen.
     parser = HfArgumentParser(dataclass_types, prog=prog, exit_on_error=False)
-    defaults = dict(defaults or {})
-    if defaults:
-        parser.set_defaults(**defaults)
-    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml", ".json")):
-        values = {**defaults, **_read_config_file(argv[0])}
-        known = {f for dtype in dataclass_types for f in dtype.__dataclass_fields__}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise UserError(f"unknown argument(s) in {argv[0]}: {', '.join(unknown)}")
-    else:
-        try:
-            namespace, extra = parser.parse_known_args(argv)
-        except argparse.ArgumentError as error:
-            raise UserError(f"{error} (see --help)") from None
-        if extra:
-            raise UserError(f"unrecognised argument(s): {' '.join(extra)} (see --help)")
-        values = vars(namespace)
-    # On a machine without an accelerator, say --use_cpu for the user: transformers refuses --bf16 without it
-    # (though bf16 autocast on the CPU is exactly what is asked for), and under torchrun it is
-    # what makes the Trainer run real gloo data parallelism instead of N independent copies.
-    takes_use_cpu = any("use_cpu" in dtype.__dataclass_fields__ for dtype in dataclass_types)
-    if takes_use_cpu and not _accelerator_available():
-        values["use_cpu"] = True
-    if any("output_dir" in dtype.__dataclass_fields__ for dtype in dataclass_types) and not values.get("output_dir"):
-        raise UserError("--output_dir is required: the folder the results are written to")
+    parser.error = _raise_user_error
     try:
-        return parser.parse_dict(values)
+        if len(argv) == 1 and argv[0].endswith((".yaml", ".yml", ".json")):
+            parsed = _parse_file(parser, argv[0])
+        else:
+            try:
+                *parsed, extra = parser.parse_args_into_dataclasses(
+                    argv, return_remaining_strings=True, look_for_args_file=False
+                )
+            except argparse.ArgumentError as error:
+                raise UserError(f"{error} (see --help)") from None
+            if extra:
+                raise UserError(f"unrecognised argument(s): {' '.join(extra)} (see --help)")
     except UserError:
         raise
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError) as error:  # a dataclass's own validation
         raise UserError(first_line(error)) from None
+    for arguments in parsed:
+        if "output_dir" in arguments.__dataclass_fields__ and not arguments.output_dir:
+            raise UserError("--output_dir is required: the folder the results are written to")
+    return tuple(parsed)

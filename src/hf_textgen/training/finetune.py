@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from dataclasses import field
 from typing import Any
 
 import numpy as np
@@ -34,8 +35,14 @@ from hf_textgen.data import DataArguments, load_raw_datasets
 from hf_textgen.data.processing import MAX_DEFAULT_CONTEXT
 from hf_textgen.errors import UserError
 from hf_textgen.generation import max_positions
-from hf_textgen.training.arguments import FinetuneArguments, ModelArguments, TrainingArguments
-from hf_textgen.training.pretrain import CausalLMTask, check_causal_lm
+from hf_textgen.training.arguments import (
+    FinetuneArguments,
+    ModelArguments,
+    Seq2SeqTrainingArguments,
+    TrainingArguments,
+    with_defaults,
+)
+from hf_textgen.training.pretrain import PRETRAIN_DEFAULTS, CausalLMTask, check_causal_lm
 from hf_textgen.training.results import set_generation_defaults
 from hf_textgen.training.runner import IGNORE_INDEX, Task, run_task
 
@@ -55,6 +62,24 @@ FINETUNE_DEFAULTS = {
     "save_strategy": "epoch",
     "save_total_limit": 2,
 }
+FinetuningArguments = with_defaults(
+    Seq2SeqTrainingArguments,  # TrainingArguments plus the generation-during-eval flags --task seq2seq uses
+    "FinetuningArguments",
+    __name__,
+    {
+        **FINETUNE_DEFAULTS,
+        # Resolved by `finetune_learning_rate` once the model is known.
+        "learning_rate": field(
+            default=None,
+            metadata={
+                "help": f"The initial learning rate for AdamW. Default: {FINETUNE_DEFAULTS['learning_rate']}, or "
+                f"pretraining's {PRETRAIN_DEFAULTS['learning_rate']} for a model trained from scratch (no "
+                "--model_name_or_path): fine-tuning's gentle rate barely moves freshly initialised weights."
+            },
+        ),
+    },
+    "`Seq2SeqTrainingArguments` with `hf-textgen finetune`'s defaults (`FINETUNE_DEFAULTS`).",
+)
 # Examples are cut to this many tokens when neither the flags nor the model say otherwise (an RNN).
 _DEFAULT_MAX_SEQ_LENGTH = 512
 
@@ -297,6 +322,15 @@ class ClassificationTask(_LabelledTask):
         return classification_metrics(len(self.id2label))
 
 
+def finetune_learning_rate(model_args: ModelArguments, training_args: TrainingArguments) -> float:
+    """Set `training_args.learning_rate` where the user gave none: fine-tuning's, or pretraining's from scratch."""
+    if training_args.learning_rate is None:
+        from_scratch = not model_args.model_name_or_path
+        source = PRETRAIN_DEFAULTS if from_scratch else FINETUNE_DEFAULTS
+        training_args.learning_rate = source["learning_rate"]
+    return training_args.learning_rate
+
+
 def finetune_task(finetune_args: FinetuneArguments) -> Task:
     """The `Task` behind `--task` (`causal_lm`, `prompt_completion`, `classification` or `seq2seq`)."""
     if finetune_args.task == "causal_lm":
@@ -322,4 +356,5 @@ def run_finetune(
     Returns:
         The train and eval metrics together.
     """
+    finetune_learning_rate(model_args, training_args)
     return run_task(finetune_task(finetune_args), model_args, data_args, training_args, callbacks=callbacks)

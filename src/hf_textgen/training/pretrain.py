@@ -12,7 +12,7 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 from hf_textgen.data import DataArguments, load_raw_datasets, resolve_block_size, tokenize_and_group
 from hf_textgen.errors import UserError
 from hf_textgen.generation import max_positions
-from hf_textgen.training.arguments import ModelArguments, TrainingArguments
+from hf_textgen.training.arguments import ModelArguments, TrainingArguments, with_defaults
 from hf_textgen.training.results import set_generation_defaults
 from hf_textgen.training.runner import Task, run_task
 
@@ -42,6 +42,13 @@ PRETRAIN_DEFAULTS = {
     "save_total_limit": 2,
     "ddp_find_unused_parameters": False,  # every parameter of a language model takes part in the loss
 }
+PretrainingArguments = with_defaults(
+    TrainingArguments,
+    "PretrainingArguments",
+    __name__,
+    PRETRAIN_DEFAULTS,
+    "`TrainingArguments` with `hf-textgen pretrain`'s defaults (`PRETRAIN_DEFAULTS`).",
+)
 
 
 def check_causal_lm(config: PretrainedConfig) -> None:
