@@ -2,6 +2,8 @@
 
 import json
 import math
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -85,8 +87,8 @@ def _evaluate(argv, output_dir):
 def test_one_window_equals_a_plain_forward_pass(transformer_dir, paragraph_file, document, tiny_tokenizer, tmp_path):
     results = _evaluate(["--model_name_or_path", transformer_dir, "--validation_file", paragraph_file], tmp_path)
 
-    # Independent: the document followed by EOS, one forward pass, the model's own mean loss.
-    ids = tiny_tokenizer(document, add_special_tokens=False)["input_ids"] + [tiny_tokenizer.eos_token_id]
+    # Independent: EOS then the document, one forward pass, the model's own mean loss over the document's tokens.
+    ids = [tiny_tokenizer.eos_token_id] + tiny_tokenizer(document, add_special_tokens=False)["input_ids"]
     assert len(ids) < 256
     model = TransformerForCausalLM.from_pretrained(transformer_dir).eval()
     with torch.no_grad():
@@ -95,31 +97,38 @@ def test_one_window_equals_a_plain_forward_pass(transformer_dir, paragraph_file,
     assert results["num_tokens"] == len(ids) - 1
     assert results["eval_loss"] == pytest.approx(loss, rel=1e-4)
     assert results["perplexity"] == pytest.approx(math.exp(loss), rel=1e-4)
-    assert results["num_words"] == len(PARAGRAPH.split())
-    assert results["word_perplexity"] == pytest.approx(math.exp(total_nll / len(PARAGRAPH.split())), rel=1e-4)
-    assert results["num_characters"] == len(document) + 1
-    assert results["loss_per_character"] == pytest.approx(total_nll / (len(document) + 1), rel=1e-4)
+    # Words and bytes as lm-evaluation-harness's wikitext task counts them.
+    assert results["num_words"] == len(re.split(r"\s+", document)) == len(PARAGRAPH.split())
+    assert results["word_perplexity"] == pytest.approx(math.exp(total_nll / results["num_words"]), rel=1e-4)
+    assert results["num_bytes"] == len(document.encode("utf-8"))
+    assert results["bits_per_byte"] == pytest.approx(total_nll / results["num_bytes"] / math.log(2), rel=1e-4)
+    assert results["byte_perplexity"] == pytest.approx(2 ** results["bits_per_byte"], rel=1e-4)
+    assert results["num_characters"] == len(document)
+    assert results["loss_per_character"] == pytest.approx(total_nll / len(document), rel=1e-4)
+    assert results["character_perplexity"] == pytest.approx(math.exp(results["loss_per_character"]), rel=1e-4)
 
 
-def test_rnn_stride_equal_to_block_size_is_manual_chunking(
-    rnn_dir, paragraph_file, document, tiny_tokenizer, tmp_path
-):
+def test_rnn_windows_are_lm_eval_rolling_windows(rnn_dir, paragraph_file, document, tiny_tokenizer, tmp_path):
     block_size = 16
     argv = ["--model_name_or_path", rnn_dir, "--validation_file", paragraph_file, "--block_size", str(block_size)]
     results = _evaluate(argv, tmp_path)
 
-    ids = tiny_tokenizer(document, add_special_tokens=False)["input_ids"] + [tiny_tokenizer.eos_token_id]
+    # Independent: lm-eval's rolling windows, one forward pass each. The first window feeds EOS + 15 tokens and
+    # predicts the first 16; each next one feeds the 16 tokens before the 16 it predicts; the last one predicts
+    # what is left from a full window of context.
+    tokens = tiny_tokenizer(document, add_special_tokens=False)["input_ids"]
     model = RNNForCausalLM.from_pretrained(rnn_dir).eval()
-    total_nll, total_tokens = 0.0, 0
+    stream = [tiny_tokenizer.eos_token_id] + tokens  # stream[i + 1] == tokens[i]
+    total_nll = 0.0
     with torch.no_grad():
-        for start in range(0, len(ids), block_size):
-            chunk = torch.tensor([ids[start : start + block_size]])
-            if chunk.shape[1] < 2:
-                continue
-            total_nll += model(input_ids=chunk, labels=chunk).loss.item() * (chunk.shape[1] - 1)
-            total_tokens += chunk.shape[1] - 1
-    assert results["num_tokens"] == total_tokens
-    assert results["eval_loss"] == pytest.approx(total_nll / total_tokens, rel=1e-4)
+        for first in range(0, len(tokens), block_size):
+            last = min(first + block_size, len(tokens))  # predict tokens[first:last]
+            inputs = stream[max(0, last - block_size) : last]
+            log_probs = torch.log_softmax(model(input_ids=torch.tensor([inputs])).logits[0], dim=-1)
+            for position in range(first, last):
+                total_nll -= log_probs[position - max(0, last - block_size), tokens[position]].item()
+    assert results["num_tokens"] == len(tokens)
+    assert results["eval_loss"] == pytest.approx(total_nll / len(tokens), rel=1e-4)
     assert results["stride"] == block_size
 
 
@@ -132,10 +141,9 @@ def test_smaller_stride_scores_every_token_once_with_more_context(rnn_dir, parag
         ["--model_name_or_path", rnn_dir, "--validation_file", paragraph_file, "--block_size", "16", "--stride", "4"],
         tmp_path / "strided",
     )
-    # All tokens but the first are scored, versus all but each chunk's first.
-    total = strided["num_tokens"] + 1
-    assert chunks["num_tokens"] == total - math.ceil(total / 16)
+    assert strided["num_tokens"] == chunks["num_tokens"]
     assert strided["stride"] == 4
+    assert strided["eval_loss"] != chunks["eval_loss"]
 
 
 def test_bundled_validation_text_by_default(transformer_dir, tmp_path, capsys):
@@ -240,3 +248,30 @@ def test_seq2seq_without_pairs_is_refused_clearly(seq2seq_dir, paragraph_file, c
     assert "(source, target) pairs" in capsys.readouterr().err
     assert cli_main(["evaluate", "--model_name_or_path", seq2seq_dir, "--validation_file", paragraph_file]) == 2
     assert "--validation_file" in capsys.readouterr().err
+
+
+def test_chinese_text_has_no_word_perplexity(transformer_dir, tmp_path, capsys, caplog):
+    chinese = Path(__file__).parents[1] / "data" / "fixtures" / "chinese.txt"
+    argv = ["--model_name_or_path", transformer_dir, "--validation_file", str(chinese), "--max_eval_samples", "3"]
+    results = _evaluate(argv, tmp_path)
+    captured = capsys.readouterr()
+    assert "word_perplexity" not in results and "num_words" not in results
+    assert "word_perplexity" not in captured.out
+    (note,) = [r.getMessage() for r in caplog.records if "word_perplexity left out" in r.getMessage()]
+    assert "without spaces" in note and "bits_per_byte" in note
+    assert results["bits_per_byte"] > 0 and results["num_bytes"] > 2 * results["num_characters"]
+
+
+def test_text_units_follow_lm_eval():
+    from hf_textgen.evaluation.text_units import TextUnits, count_words, unspaced_share
+
+    # ["", "=", "Title", "=", "A", "page", ".", ""]: the leading and the trailing whitespace count one piece each.
+    assert count_words(" = Title = \n \n A page . \n") == 8
+    assert unspaced_share(["今天天气很好 ok"]) == pytest.approx(6 / 8)
+    assert unspaced_share(["これはペンです。", "Hello"]) > 0.5 > unspaced_share(["한국어는 띄어쓰기를 한다"])
+    units = TextUnits.of(["ab cd", "é"], num_tokens=4)
+    assert (units.num_words, units.num_bytes, units.num_characters) == (3, 7, 6)
+    metrics = units.metrics_from_loss(math.log(2), prefix="eval_")
+    assert metrics["eval_bits_per_byte"] == pytest.approx(4 / 7)
+    assert metrics["eval_word_perplexity"] == pytest.approx(2 ** (4 / 3))
+    assert "word_perplexity" not in TextUnits.of(["中文没有空格"], num_tokens=4).metrics_from_loss(1.0)

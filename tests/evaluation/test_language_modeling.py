@@ -1,4 +1,4 @@
-"""Sliding-window perplexity against independent computations on tiny models."""
+"""Rolling-window perplexity against independent computations on tiny models."""
 
 import math
 
@@ -7,7 +7,7 @@ import torch
 from torch.nn import functional as F
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from hf_textgen.evaluation.language_modeling import Window, sliding_window_nll, sliding_windows
+from hf_textgen.evaluation.language_modeling import Window, rolling_nll, sliding_window_nll, sliding_windows
 
 VOCAB_SIZE = 64
 
@@ -33,64 +33,90 @@ def token_ids():
 
 
 def test_windows_score_every_token_but_the_first_once():
-    for num_tokens, block_size, stride in [(57, 16, 16), (57, 16, 5), (57, 16, 1), (16, 16, 4), (3, 16, 8)]:
-        scored = [t for w in sliding_windows(num_tokens, block_size, stride) for t in range(w.score_from, w.end)]
-        if stride == block_size:
-            # Non-overlapping chunks: each chunk's first token has no context and is not scored.
-            expected = [t for t in range(num_tokens) if t % block_size]
-        else:
-            expected = list(range(1, num_tokens))
-        assert scored == expected, (num_tokens, block_size, stride)
+    for num_tokens, block_size, stride in [(57, 16, 16), (57, 16, 5), (57, 16, 1), (16, 16, 4), (3, 16, 8), (9, 1, 1)]:
+        windows = sliding_windows(num_tokens, block_size, stride)
+        scored = [t for w in windows for t in range(w.score_from, w.end + 1)]
+        assert scored == list(range(1, num_tokens)), (num_tokens, block_size, stride)
+        assert all(w.end - w.begin <= block_size and w.begin <= w.score_from - 1 for w in windows)
 
 
 def test_windows_layout_and_bad_values():
-    assert sliding_windows(10, 4, 2) == [Window(0, 4, 1), Window(2, 6, 4), Window(4, 8, 6), Window(6, 10, 8)]
+    # lm-eval's disjoint windows: each feeds block_size tokens and scores the next block_size; the last one reaches
+    # back to a full block for context.
+    assert sliding_windows(11, 4) == [Window(0, 4, 1), Window(4, 8, 5), Window(6, 10, 9)]
+    assert sliding_windows(10, 4, 2) == [
+        Window(0, 2, 1),
+        Window(0, 4, 3),
+        Window(2, 6, 5),
+        Window(4, 8, 7),
+        Window(5, 9, 9),
+    ]
     assert sliding_windows(1, 4) == []
     with pytest.raises(ValueError, match="stride"):
         sliding_windows(10, 4, 5)
     with pytest.raises(ValueError, match="block_size"):
-        sliding_windows(10, 1)
+        sliding_windows(10, 0)
 
 
 def test_one_window_equals_the_models_own_loss(llama, token_ids):
-    nll, counts = sliding_window_nll(llama, token_ids, block_size=64)
-    assert counts == [len(token_ids) - 1]
+    nll, count = sliding_window_nll(llama, token_ids, block_size=64)
+    assert count == len(token_ids) - 1
     with torch.no_grad():
         loss = llama(input_ids=token_ids[None], labels=token_ids[None]).loss
-    assert sum(nll) / sum(counts) == pytest.approx(loss.item(), rel=1e-5)
+    assert nll / count == pytest.approx(loss.item(), rel=1e-5)
 
 
-def test_stride_equal_to_block_size_equals_manual_chunking(llama, token_ids):
-    block_size = 16
-    nll, counts = sliding_window_nll(llama, token_ids, block_size=block_size, batch_size=2)
-    manual_nll, manual_count = 0.0, 0
+def _token_by_token(llama, token_ids, context) -> float:
+    """Independent: score each token alone from the tokens `context(t)` gives it, one forward pass per token."""
+    expected = 0.0
     with torch.no_grad():
-        for start in range(0, len(token_ids), block_size):
-            chunk = token_ids[start : start + block_size][None]
-            loss = llama(input_ids=chunk, labels=chunk).loss
-            manual_nll += loss.item() * (chunk.shape[1] - 1)
-            manual_count += chunk.shape[1] - 1
-    assert sum(counts) == manual_count
-    assert sum(nll) == pytest.approx(manual_nll, rel=1e-5)
+        for t in range(1, len(token_ids)):
+            logits = llama(input_ids=token_ids[context(t) : t][None]).logits[0, -1]
+            expected -= F.log_softmax(logits, dim=-1)[token_ids[t]].item()
+    return expected
+
+
+def test_stride_equal_to_block_size_equals_lm_eval_windows(llama, token_ids):
+    block_size = 16
+    nll, count = sliding_window_nll(llama, token_ids, block_size=block_size, batch_size=2)
+    num_tokens = len(token_ids)
+
+    def context(t):
+        # Token t is in the chunk of targets starting at 1 + k * block_size; its window starts block_size before the
+        # chunk's last target, or earlier for the final chunk so that the window is full.
+        first = 1 + (t - 1) // block_size * block_size
+        last = min(first + block_size, num_tokens)
+        return max(0, last - 1 - block_size)
+
+    assert count == num_tokens - 1
+    assert nll == pytest.approx(_token_by_token(llama, token_ids, context), rel=1e-5)
 
 
 @pytest.mark.parametrize("stride", [1, 5, 12])
 def test_strided_windows_equal_token_by_token_scoring(llama, token_ids, stride):
-    # Independent: score each token alone from the context its window gives it, one forward pass per token.
     block_size = 16
-    expected = 0.0
-    with torch.no_grad():
-        for t in range(1, len(token_ids)):
-            window = next(w for w in range(0, len(token_ids), stride) if min(w + block_size, len(token_ids)) > t)
-            logits = llama(input_ids=token_ids[window:t][None]).logits[0, -1]
-            expected -= F.log_softmax(logits, dim=-1)[token_ids[t]].item()
-    nll, counts = sliding_window_nll(llama, token_ids, block_size=block_size, stride=stride, batch_size=3)
-    assert sum(counts) == len(token_ids) - 1
-    assert sum(nll) == pytest.approx(expected, rel=1e-5)
+    num_tokens = len(token_ids)
+
+    def context(t):
+        first = 1 + (t - 1) // stride * stride
+        return max(0, min(first + stride, num_tokens) - 1 - block_size)
+
+    nll, count = sliding_window_nll(llama, token_ids, block_size=block_size, stride=stride, batch_size=3)
+    assert count == num_tokens - 1
+    assert nll == pytest.approx(_token_by_token(llama, token_ids, context), rel=1e-5)
+
+
+def test_documents_of_different_lengths_batch_with_padding(llama, token_ids):
+    # Right padding without a mask changes no score in a causal model: batched equals one sequence at a time.
+    sequences = [token_ids[:5].tolist(), token_ids[5:40].tolist(), token_ids[40:].tolist()]
+    batched = rolling_nll(llama, sequences, block_size=16, batch_size=3)
+    alone = [rolling_nll(llama, [ids], block_size=16, batch_size=1) for ids in sequences]
+    assert batched[1] == [counts[0] for _, counts in alone] == [4, 34, 16]
+    assert batched[0] == pytest.approx([nll[0] for nll, _ in alone], rel=1e-5)
 
 
 def test_bf16_autocast_is_close_to_fp32(llama, token_ids):
-    nll_fp32, counts_fp32 = sliding_window_nll(llama, token_ids, block_size=16)
-    nll_bf16, counts_bf16 = sliding_window_nll(llama, token_ids, block_size=16, bf16=True)
-    assert counts_bf16 == counts_fp32
-    assert math.isclose(sum(nll_bf16), sum(nll_fp32), rel_tol=2e-2)
+    nll_fp32, count_fp32 = sliding_window_nll(llama, token_ids, block_size=16)
+    nll_bf16, count_bf16 = sliding_window_nll(llama, token_ids, block_size=16, bf16=True)
+    assert count_bf16 == count_fp32
+    assert math.isclose(nll_bf16, nll_fp32, rel_tol=2e-2)

@@ -68,13 +68,18 @@ def test_f1_binary_and_bad_average(f1):
 
 
 def test_perplexity_sums_windows(perplexity):
-    results = perplexity.compute(nll=[1.5, 4.5], num_tokens=[2, 4], num_words=3, num_characters=12)
+    results = perplexity.compute(nll=[1.5, 4.5], num_tokens=[2, 4], num_words=3, num_bytes=24, num_characters=12)
     assert results["eval_loss"] == pytest.approx(1.0)
     assert results["perplexity"] == pytest.approx(math.e)
     assert results["num_tokens"] == 6
     assert results["word_perplexity"] == pytest.approx(math.exp(2.0))
     assert results["num_words"] == 3
+    # lm-evaluation-harness: byte_perplexity = exp(NLL / bytes), bits_per_byte = NLL / bytes / ln 2.
+    assert results["byte_perplexity"] == pytest.approx(math.exp(0.25))
+    assert results["bits_per_byte"] == pytest.approx(0.25 / math.log(2))
+    assert results["num_bytes"] == 24
     assert results["loss_per_character"] == pytest.approx(0.5)
+    assert results["character_perplexity"] == pytest.approx(math.exp(0.5))
 
 
 def test_perplexity_overflow_and_empty(perplexity):

@@ -1,19 +1,23 @@
-"""Perplexity of a language model on a text: sliding-window NLL for causal LMs, teacher-forced NLL for seq2seq.
+"""Perplexity of a language model on a text: rolling-window NLL for causal LMs, teacher-forced NLL for seq2seq.
 
-The sliding window follows the transformers perplexity guide: windows of `block_size` tokens start every `stride`
-tokens, and each window scores only the tokens the previous window did not, so every token (except the very first
-one, which has nothing to be predicted from) is scored exactly once, with up to `block_size - 1` tokens of context.
-`stride == block_size` gives plain non-overlapping chunks (fast, less context per token); a smaller stride gives
-each token more context at the cost of `block_size / stride` times the compute.
+A causal LM scores each document on its own, as lm-evaluation-harness's `loglikelihood_rolling` does: the document's
+tokens follow one prefix token (EOS, which precedes every document in our packed training data, so the first token
+is scored from the context the model was trained with), and windows of at most `block_size` input tokens predict
+`stride` new tokens each. Every token of the document is scored exactly once; the windows after the first keep the
+preceding `block_size - stride` tokens as context (with `stride == block_size`, one token; a window near the end of
+a document reaches back to a full `block_size`). `stride == block_size` is exactly lm-eval's windowing; a smaller
+stride gives each token more context at the cost of `block_size / stride` times the compute.
 
-The per-window NLL sums go through the package's `perplexity` metric module, so the arithmetic (exp of total NLL
-over tokens, words or characters) lives in one place.
+The per-document NLL sums go through the package's `perplexity` metric module, so the arithmetic (exp of total NLL
+over tokens, words, bytes or characters) lives in one place; words and bytes are counted as lm-eval's `wikitext`
+task counts them (`hf_textgen.evaluation.text_units`).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -22,13 +26,17 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from hf_textgen.evaluation import load_metric
+from hf_textgen.evaluation.text_units import TextUnits
+
+logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
 
 
 @dataclass(frozen=True)
 class Window:
-    """One forward pass of the sliding window: tokens `[begin, end)` are fed, tokens `[score_from, end)` scored."""
+    """One forward pass: tokens `[begin, end)` are fed and predict tokens `[begin + 1, end + 1)`; those from
+    `score_from` on are scored (the earlier ones only give context)."""
 
     begin: int
     end: int
@@ -36,50 +44,31 @@ class Window:
 
 
 def sliding_windows(num_tokens: int, block_size: int, stride: int | None = None) -> list[Window]:
-    """The windows that score every token of a `num_tokens`-long sequence once (all but the first token).
+    """The windows that score every token of a `num_tokens`-long sequence but the first (the prefix), each once.
 
     Args:
-        num_tokens: Length of the token sequence.
+        num_tokens: Length of the token sequence, prefix token included.
         block_size: Tokens fed to the model per window (its context length at most).
-        stride: Distance between window starts; `None` means `block_size` (non-overlapping windows).
+        stride: New tokens scored per window; `None` means `block_size` (lm-eval's disjoint windows).
 
     Returns:
         The windows in order; empty when fewer than two tokens exist (nothing can be predicted).
 
     Raises:
-        ValueError: If `block_size < 2`, or `stride` is not in `[1, block_size]` (a larger stride would skip
+        ValueError: If `block_size < 1`, or `stride` is not in `[1, block_size]` (a larger stride would skip
             tokens).
     """
     stride = block_size if stride is None else stride
-    if block_size < 2:
-        raise ValueError(f"block_size must be at least 2 tokens (one to predict from, one to score), got {block_size}")
+    if block_size < 1:
+        raise ValueError(f"block_size must be at least 1 token, got {block_size}")
     if not 1 <= stride <= block_size:
         raise ValueError(f"stride must be between 1 and block_size ({block_size}), got {stride}")
     windows = []
-    previous_end = 0
-    for begin in range(0, num_tokens, stride):
-        end = min(begin + block_size, num_tokens)
-        # A window's first token has no context inside the window, so it is never a target.
-        score_from = max(previous_end, begin + 1)
-        if score_from < end:
-            windows.append(Window(begin, end, score_from))
-        previous_end = end
-        if end == num_tokens:
-            break
+    for first in range(1, num_tokens, stride):
+        last = min(first + stride, num_tokens)  # targets [first, last)
+        # The inputs end just before the last target and reach back as far as the block allows.
+        windows.append(Window(begin=max(0, last - 1 - block_size), end=last - 1, score_from=first))
     return windows
-
-
-def _batches(windows: Sequence[Window], batch_size: int) -> Iterator[list[Window]]:
-    # Only windows of equal length share a batch, so no padding (and no attention mask) is ever needed: all windows
-    # are block_size long except possibly the last one.
-    batch: list[Window] = []
-    for window in windows:
-        if batch and (len(batch) == batch_size or window.end - window.begin != batch[0].end - batch[0].begin):
-            yield batch
-            batch = []
-        batch.append(window)
-    if batch:
-        yield batch
 
 
 def _autocast(device: torch.device, bf16: bool):
@@ -89,6 +78,68 @@ def _autocast(device: torch.device, bf16: bool):
 
 
 @torch.no_grad()
+def rolling_nll(
+    model: PreTrainedModel,
+    sequences: Sequence[Sequence[int]],
+    block_size: int,
+    stride: int | None = None,
+    batch_size: int = 8,
+    bf16: bool = False,
+    progress: bool = False,
+    pad_token_id: int = 0,
+) -> tuple[list[float], list[int]]:
+    """Summed negative log-likelihood of each token sequence under a causal LM, scored in rolling windows.
+
+    Windows of all sequences are batched together, longest first, right-padded: in a causal model a real token
+    never attends to the padding after it, so no attention mask is needed and padding changes no score.
+
+    Args:
+        model: A causal language model (its forward takes `input_ids` and returns `logits`).
+        sequences: Token sequences, each starting with its prefix token (which is not scored).
+        block_size: Tokens per window; at most the model's context length.
+        stride: New tokens scored per window (see `sliding_windows`).
+        batch_size: Windows per forward pass.
+        bf16: Run the forward pass under bfloat16 autocast (the log-softmax is still computed in float32).
+        progress: Show a progress bar.
+        pad_token_id: Any valid id, to fill the rows of shorter windows.
+
+    Returns:
+        `(nll, num_tokens)`: per sequence, the summed NLL (natural log) of its scored tokens and how many there are.
+    """
+    device = model.device
+    items = [
+        (index, window)
+        for index, ids in enumerate(sequences)
+        for window in sliding_windows(len(ids), block_size, stride)
+    ]
+    items.sort(key=lambda item: item[1].end - item[1].begin, reverse=True)
+    nll = [0.0] * len(sequences)
+    counts = [0] * len(sequences)
+    model.eval()
+    with tqdm(total=len(items), desc="perplexity", unit="window", disable=not progress) as bar:
+        for start in range(0, len(items), batch_size):
+            batch = items[start : start + batch_size]
+            width = batch[0][1].end - batch[0][1].begin
+            input_ids = torch.full((len(batch), width), pad_token_id, dtype=torch.long)  # (B, T)
+            labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)  # (B, T): position t predicts t+1
+            for row, (index, window) in enumerate(batch):
+                ids = torch.as_tensor(sequences[index][window.begin : window.end + 1], dtype=torch.long)
+                length = window.end - window.begin
+                input_ids[row, :length] = ids[:-1]
+                skip = window.score_from - window.begin - 1  # targets only there for context
+                labels[row, skip:length] = ids[1:][skip:]
+            with _autocast(device, bf16):
+                logits = model(input_ids=input_ids.to(device), use_cache=False).logits  # (B, T, V)
+            token_nll = F.cross_entropy(
+                logits.float().transpose(1, 2), labels.to(device), ignore_index=IGNORE_INDEX, reduction="none"
+            )  # (B, T)
+            for row, (index, _) in enumerate(batch):
+                nll[index] += token_nll[row].sum().item()
+                counts[index] += int((labels[row] != IGNORE_INDEX).sum())
+            bar.update(len(batch))
+    return nll, counts
+
+
 def sliding_window_nll(
     model: PreTrainedModel,
     input_ids: torch.Tensor,
@@ -97,54 +148,16 @@ def sliding_window_nll(
     batch_size: int = 8,
     bf16: bool = False,
     progress: bool = False,
-) -> tuple[list[float], list[int]]:
-    """Summed negative log-likelihood of a token sequence under a causal LM, window by window.
-
-    Args:
-        model: A causal language model (its forward takes `input_ids` and returns `logits`).
-        input_ids: The whole token sequence, shape `(num_tokens,)`.
-        block_size: Tokens per window; at most the model's context length.
-        stride: Distance between window starts (see `sliding_windows`).
-        batch_size: Windows per forward pass.
-        bf16: Run the forward pass under bfloat16 autocast (the log-softmax is still computed in float32).
-        progress: Show a progress bar.
+) -> tuple[float, int]:
+    """Summed NLL of one token sequence of shape `(num_tokens,)` (its first token is the unscored prefix).
 
     Returns:
-        `(nll, num_tokens)`: per window, the summed NLL (natural log) of its scored tokens and how many it scored.
+        `(nll, num_tokens)`: the summed NLL (natural log) and the number of scored tokens (`num_tokens - 1`).
     """
     if input_ids.dim() != 1:
         raise ValueError(f"input_ids must be one sequence of shape (num_tokens,), got shape {tuple(input_ids.shape)}")
-    device = model.device
-    windows = sliding_windows(len(input_ids), block_size, stride)
-    nll: list[float] = []
-    counts: list[int] = []
-    model.eval()
-    with tqdm(total=len(windows), desc="perplexity", unit="window", disable=not progress) as bar:
-        for batch in _batches(windows, batch_size):
-            batch_ids = torch.stack([input_ids[w.begin : w.end] for w in batch]).to(device)  # (B, T)
-            labels = batch_ids[:, 1:].clone()  # (B, T-1): position t predicts token t+1
-            for row, window in enumerate(batch):
-                # Targets are tokens begin+1 .. end-1; mask those an earlier window already scored.
-                labels[row, : window.score_from - window.begin - 1] = IGNORE_INDEX
-            with _autocast(device, bf16):
-                logits = model(input_ids=batch_ids, use_cache=False).logits[:, :-1]  # (B, T-1, V)
-            token_nll = F.cross_entropy(
-                logits.float().transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none"
-            )  # (B, T-1)
-            for row in range(len(batch)):
-                nll.append(token_nll[row].sum().item())
-                counts.append(int((labels[row] != IGNORE_INDEX).sum()))
-            bar.update(len(batch))
-    return nll, counts
-
-
-def _join_documents(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> list[int]:
-    # Each document is followed by EOS, exactly as the training data pipeline (`tokenize_datasets`) packs them, so
-    # the model is scored on the same kind of token stream it was trained on.
-    # verbose=False: documents longer than the model's context are expected here (the windows cut them).
-    token_lists = tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
-    eos = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
-    return [token for tokens in token_lists for token in tokens + eos]
+    (nll,), (count,) = rolling_nll(model, [input_ids.tolist()], block_size, stride, batch_size, bf16, progress)
+    return nll, count
 
 
 def evaluate_causal_lm(
@@ -157,39 +170,49 @@ def evaluate_causal_lm(
     bf16: bool = False,
     progress: bool = False,
 ) -> dict[str, float | int]:
-    """Perplexity of a causal LM on documents joined by EOS: per token, per word and per character.
+    """Perplexity of a causal LM on documents, per token, word, byte and character, as lm-evaluation-harness scores.
+
+    Each document is scored on its own after one EOS (the token that precedes every document in training); the
+    EOS is the prefix, not a target, and no EOS is scored after the document (lm-eval scores none either).
 
     Args:
         model: A causal language model.
-        tokenizer: Its tokenizer.
-        texts: The documents (e.g. paragraphs of a validation file).
+        tokenizer: Its tokenizer (with an EOS token; without one, each document's first token is the prefix).
+        texts: The documents (e.g. paragraphs, or whole WikiText articles with `--sample_by article`).
         block_size: Tokens per window; at most the model's context length.
-        stride: Distance between window starts; `None` means `block_size`.
+        stride: New tokens scored per window; `None` means `block_size`.
         batch_size: Windows per forward pass.
         bf16: bfloat16 autocast for the forward pass.
         progress: Show a progress bar.
 
     Returns:
-        `eval_loss` (NLL per token), `perplexity`, `num_tokens` (scored), `word_perplexity` (exp of total NLL per
-        whitespace-separated word), `num_words`, `loss_per_character` (total NLL per character, each document's EOS
-        counting as the one separator character it stands for), `num_characters`, `block_size`, `stride`.
+        `eval_loss` (NLL per token), `perplexity`, `num_tokens` (scored); `word_perplexity` and `num_words` (left
+        out, with a logged note, for text in scripts without spaces); `byte_perplexity`, `bits_per_byte`,
+        `num_bytes`; `character_perplexity`, `loss_per_character`, `num_characters`; `block_size`, `stride`.
 
     Raises:
-        ValueError: If the text has fewer than two tokens or no words.
+        ValueError: If the text has no token to score.
     """
-    ids = _join_documents(tokenizer, texts)
-    if len(ids) < 2:
-        raise ValueError(f"the evaluation text has {len(ids)} token(s); at least 2 are needed to score one")
-    num_words = sum(len(text.split()) for text in texts)
-    if num_words == 0:
-        raise ValueError("the evaluation text holds no words (only whitespace)")
-    num_characters = sum(len(text) for text in texts) + (len(texts) if tokenizer.eos_token_id is not None else 0)
+    texts = [text for text in texts if text]
+    token_lists = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+    prefix = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
+    sequences = [prefix + ids for ids in token_lists]
+    if sum(max(0, len(ids) - 1) for ids in sequences) == 0:
+        raise ValueError("the evaluation text has no token to score; give more text")
     stride = block_size if stride is None else stride
-    nll, counts = sliding_window_nll(
-        model, torch.tensor(ids, dtype=torch.long), block_size, stride, batch_size, bf16, progress
-    )
+    pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    nll, counts = rolling_nll(model, sequences, block_size, stride, batch_size, bf16, progress, pad_token_id)
+    units = TextUnits.of(texts, num_tokens=sum(counts))
+    if units.word_note() is not None:
+        logger.warning(units.word_note())
     metric = load_metric("perplexity")
-    results = metric.compute(nll=nll, num_tokens=counts, num_words=num_words, num_characters=num_characters)
+    results = metric.compute(
+        nll=nll,
+        num_tokens=counts,
+        num_words=units.num_words,
+        num_bytes=units.num_bytes,
+        num_characters=units.num_characters,
+    )
     return {**results, "block_size": block_size, "stride": stride}
 
 
