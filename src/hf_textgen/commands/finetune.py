@@ -5,21 +5,26 @@ from __future__ import annotations
 from hf_textgen.data import DataArguments
 from hf_textgen.training.arguments import FinetuneArguments, ModelArguments, parse_arguments
 from hf_textgen.training.finetune import FinetuningArguments, finetune_learning_rate, run_finetune
+from hf_textgen.training.lora import PeftArguments
 
-DATACLASS_TYPES = (ModelArguments, DataArguments, FinetuneArguments, FinetuningArguments)
+DATACLASS_TYPES = (ModelArguments, DataArguments, FinetuneArguments, FinetuningArguments, PeftArguments)
 
 
 def parse_finetune_arguments(argv: list[str] | None = None) -> tuple:
-    """Parse the four argument groups (flags or one .yaml / .json file) with the fine-tuning defaults."""
-    model_args, data_args, finetune_args, training_args = parse_arguments(
+    """Parse the five argument groups (flags or one .yaml / .json file) with the fine-tuning defaults.
+
+    Returns:
+        `(model_args, data_args, finetune_args, training_args, peft_args)`.
+    """
+    model_args, data_args, finetune_args, training_args, peft_args = parse_arguments(
         DATACLASS_TYPES, argv, prog="hf-textgen finetune"
     )
     finetune_learning_rate(model_args, training_args)
-    return model_args, data_args, finetune_args, training_args
+    return model_args, data_args, finetune_args, training_args, peft_args
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse model, data, fine-tuning and training arguments, then fine-tune."""
-    model_args, data_args, finetune_args, training_args = parse_finetune_arguments(argv)
-    run_finetune(model_args, data_args, finetune_args, training_args)
+    """Parse model, data, fine-tuning, training and LoRA arguments, then fine-tune."""
+    model_args, data_args, finetune_args, training_args, peft_args = parse_finetune_arguments(argv)
+    run_finetune(model_args, data_args, finetune_args, training_args, peft_args=peft_args)
     return 0

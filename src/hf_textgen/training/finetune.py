@@ -42,6 +42,7 @@ from hf_textgen.training.arguments import (
     TrainingArguments,
     with_defaults,
 )
+from hf_textgen.training.lora import PeftArguments
 from hf_textgen.training.pretrain import PRETRAIN_DEFAULTS, CausalLMTask, check_causal_lm
 from hf_textgen.training.results import set_generation_defaults
 from hf_textgen.training.runner import IGNORE_INDEX, Task, run_task
@@ -350,11 +351,15 @@ def run_finetune(
     finetune_args: FinetuneArguments,
     training_args: TrainingArguments,
     callbacks: list[TrainerCallback] | None = None,
+    peft_args: PeftArguments | None = None,
 ) -> dict[str, float]:
     """Fine-tune a model for `finetune_args.task` and save the finished folder (see the module docstring).
+
+    With `peft_args.use_peft` a LoRA adapter is trained instead of every weight (`hf_textgen.training.lora`).
 
     Returns:
         The train and eval metrics together.
     """
     finetune_learning_rate(model_args, training_args)
-    return run_task(finetune_task(finetune_args), model_args, data_args, training_args, callbacks=callbacks)
+    task = finetune_task(finetune_args)
+    return run_task(task, model_args, data_args, training_args, callbacks=callbacks, peft_args=peft_args)

@@ -127,7 +127,9 @@ def finish(
             save_training_facts(
                 output_dir, trainer.args, data_args=data_args, train_dataset=train_dataset, text_columns=text_columns
             )
-            write_model_card(output_dir, **card)
+            # A LoRA adapter folder has no config.json to describe; PEFT's `save_pretrained` wrote its own card.
+            if not hasattr(trainer.model, "peft_config"):
+                write_model_card(output_dir, **card)
             if trainer.args.push_to_hub:
                 push_to_hub(trainer)
 

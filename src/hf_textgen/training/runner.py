@@ -52,6 +52,7 @@ from hf_textgen.training.common import (
     special_token_ids,
     train_tokenizer_on,
 )
+from hf_textgen.training.lora import PeftArguments, apply_lora, check_peft_available, merge_lora
 from hf_textgen.training.results import RankSyncCallback, finish
 
 logger = logging.getLogger(__name__)
@@ -213,6 +214,7 @@ def run_task(
     data_args: DataArguments,
     training_args: transformers.TrainingArguments,
     callbacks: list[TrainerCallback] | None = None,
+    peft_args: PeftArguments | None = None,
 ) -> dict[str, float]:
     """Train (and evaluate) a model for `task` and save the finished model folder (see the module docstring).
 
@@ -222,6 +224,7 @@ def run_task(
         data_args: Which data (see `hf_textgen.data.DataArguments`).
         training_args: Every `TrainingArguments` field, plus `overwrite_output_dir`.
         callbacks: Extra `TrainerCallback`s.
+        peft_args: `--use_peft` and the LoRA settings (`hf_textgen.training.lora`); None trains every weight.
 
     Returns:
         The train and eval metrics together (`train_loss`, `eval_loss`, `perplexity`, task metrics, ...).
@@ -232,6 +235,11 @@ def run_task(
     """
     setup_logging(training_args)
     task.check_arguments(model_args, data_args, training_args)
+    use_peft = peft_args is not None and peft_args.use_peft
+    if use_peft:
+        check_peft_available()
+        if not model_args.model_name_or_path:
+            raise UserError("--use_peft adapts a trained model: pass --model_name_or_path")
     check_training_args(training_args, streaming=data_args.streaming)
     resume_from = resolve_resume_checkpoint(training_args) if training_args.do_train else None
     set_seed(training_args.seed)
@@ -264,6 +272,8 @@ def run_task(
 
     model = load_model(task.auto_class, config, model_args, from_pretrained)
     task.prepare_model(model, tokenizer, from_pretrained)
+    if use_peft:
+        model = apply_lora(model, task.auto_class, peft_args)
     if not from_pretrained:
         logger.info(
             "training a new %s model from scratch: %.2fM parameters", config.model_type, model.num_parameters() / 1e6
@@ -298,6 +308,8 @@ def run_task(
         if hasattr(eval_dataset, "__len__"):
             eval_metrics["eval_samples"] = len(eval_dataset)
     task.before_save(trainer, tokenizer, from_pretrained)
+    if use_peft and peft_args.merge_adapter:
+        trainer.model = merge_lora(trainer.model)  # saved below as a complete model folder
     finish(
         trainer,
         train_metrics,
