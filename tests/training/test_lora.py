@@ -47,13 +47,7 @@ AUTO_PEFT = {
 }
 CLASSES = ("comedy", "history", "tragedy")
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -198,6 +192,8 @@ def test_lora_adapter_and_merged_folder(tmp_path, base_models, data_files, famil
     merged_dir = tmp_path / "merged"
     trained = _finetune([*argv, "--merge_adapter", "--output_dir", str(merged_dir)], inputs)
     assert not (merged_dir / "adapter_config.json").exists() and (merged_dir / "model.safetensors").is_file()
+    merged_config = json.loads((merged_dir / "config.json").read_text())
+    assert "auto_map" in merged_config and list(merged_dir.glob("modeling_*.py"))  # shares like any other folder
     merged = auto_class.from_pretrained(str(merged_dir))
     assert type(merged).__module__.startswith("hf_textgen.models")
     assert torch.allclose(_logits(merged, inputs), trained.logits, atol=1e-5)
