@@ -112,3 +112,27 @@ def _exp(value: float) -> float:
         return math.exp(value)
     except OverflowError:
         return math.inf
+
+
+def sample_text_units(documents: Iterable[str], tokenizer, max_characters: int = 2_000_000) -> TextUnits | None:
+    """`TextUnits` of the first documents (up to about `max_characters`), tokenized as the training data is.
+
+    Each document counts its tokens plus one EOS, as `hf_textgen.data.tokenize_and_group` packs them, so the
+    proportions match the blocks a Trainer evaluates. A sample suffices: only the ratios are used.
+
+    Returns:
+        The counts, or None when there is no text.
+    """
+    sample: list[str] = []
+    characters = 0
+    for document in documents:
+        if document:
+            sample.append(document)
+            characters += len(document)
+        if characters >= max_characters:
+            break
+    if not sample:
+        return None
+    token_lists = tokenizer(sample, add_special_tokens=False, verbose=False)["input_ids"]
+    eos = 0 if tokenizer.eos_token_id is None else 1
+    return TextUnits.of(sample, num_tokens=sum(len(ids) + eos for ids in token_lists))

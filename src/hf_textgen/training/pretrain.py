@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterator
 
 import datasets
-from transformers import AutoModelForCausalLM, PretrainedConfig, TrainerCallback, default_data_collator
+from transformers import AutoModelForCausalLM, PretrainedConfig, Trainer, TrainerCallback, default_data_collator
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
 from hf_textgen.data import DataArguments, load_raw_datasets, resolve_block_size, tokenize_and_group
 from hf_textgen.errors import UserError
+from hf_textgen.evaluation.text_units import TextUnits, sample_text_units
 from hf_textgen.generation import max_positions
 from hf_textgen.training.arguments import ModelArguments, TrainingArguments, with_defaults
 from hf_textgen.training.results import set_generation_defaults
@@ -60,6 +62,24 @@ def check_causal_lm(config: PretrainedConfig) -> None:
         )
 
 
+class LanguageModelingTrainer(Trainer):
+    """A `Trainer` whose evaluations also report `eval_bits_per_byte`, `eval_byte_perplexity` and
+    `eval_word_perplexity` (lm-evaluation-harness's names), from `eval_loss` and the evaluated text's proportions.
+
+    The figures are added to the logged metrics themselves, so they reach the progress logs, `trainer_state.json`'s
+    `log_history`, `eval_results.json` and the model card alike.
+    """
+
+    def __init__(self, *args, text_units: TextUnits | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.text_units = text_units
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        if self.text_units is not None and "eval_loss" in logs:
+            logs.update(self.text_units.metrics_from_loss(logs["eval_loss"], prefix="eval_"))
+        super().log(logs, *args, **kwargs)
+
+
 class CausalLMTask(Task):
     """Next-token prediction on running text packed into `--block_size` blocks (transformers' run_clm.py)."""
 
@@ -69,6 +89,11 @@ class CausalLMTask(Task):
 
     def __init__(self):
         self.block_size: int | None = None
+        self.text_units: TextUnits | None = None
+
+    @property
+    def trainer_class(self):
+        return functools.partial(LanguageModelingTrainer, text_units=self.text_units)
 
     def load_data(self, data_args: DataArguments, cache_dir: str | None):
         # Without validation data, `tokenize_and_group` splits packed blocks rather than documents: any corpus of
@@ -88,6 +113,9 @@ class CausalLMTask(Task):
 
     def prepare_datasets(self, raw, tokenizer, config, data_args: DataArguments):
         self.block_size = resolve_block_size(data_args.block_size, max_positions(config))
+        # Evaluated text: the validation split, or (split into blocks later) the training text it comes from.
+        evaluated = raw["validation"] if "validation" in raw else raw["train"]
+        self.text_units = sample_text_units((row["text"] for row in evaluated), tokenizer)
         return tokenize_and_group(raw, tokenizer, self.block_size, data_args)
 
     def model_max_length(self) -> int | None:
