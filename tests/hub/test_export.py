@@ -70,7 +70,9 @@ def transformer_folder(tmp_path_factory, tiny_tokenizer_path):
     """A saved Transformer causal LM (untied head, grouped attention) with its tokenizer and an eval result."""
     tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_path)
     torch.manual_seed(0)
-    model = TransformerForCausalLM(_transformer_config(tokenizer, tie_word_embeddings=False)).eval()
+    # A rotary base that is not the default, so a format that dropped it would change the logits.
+    rope = {"rope_type": "default", "rope_theta": 500.0}
+    model = TransformerForCausalLM(_transformer_config(tokenizer, tie_word_embeddings=False, rope_parameters=rope))
     folder = _save(model, tokenizer, tmp_path_factory.mktemp("transformer"))
     with open(os.path.join(folder, "eval_results.json"), "w") as handle:
         json.dump({"eval_loss": 5.5, "eval_perplexity": 244.7}, handle)
@@ -144,6 +146,8 @@ def test_llama_export_loads_without_hf_textgen(transformer_folder, tmp_path, cap
     config = json.loads((output / "config.json").read_text())
     assert config["model_type"] == "llama" and config["architectures"] == ["LlamaForCausalLM"]
     assert "auto_map" not in config and not list(output.glob("*.py"))
+    # transformers 4.x readers (TGI) find the rotary base at the top level.
+    assert config["rope_theta"] == config["rope_parameters"]["rope_theta"] == 500.0
     tokenizer_config = json.loads((output / "tokenizer_config.json").read_text())
     assert tokenizer_config["add_bos_token"] is False and tokenizer_config["add_eos_token"] is False
     card = (output / "README.md").read_text()
@@ -276,6 +280,7 @@ def test_gguf_export_reads_back_in_transformers(transformer_folder, tmp_path, ca
     assert _gguf_field(reader, "tokenizer.ggml.eos_token_id") == source["eos_token_id"]
     assert _gguf_field(reader, "tokenizer.ggml.padding_token_id") == source["pad_token_id"]
     assert _gguf_field(reader, "llama.attention.head_count_kv") == source["num_key_value_heads"]
+    assert _gguf_field(reader, "llama.rope.freq_base") == 500.0
 
     ids, expected = _expected(transformer_folder)
     if outtype is not None:

@@ -130,6 +130,19 @@ def _save_plain_tokenizer(tokenizer, output_dir: Path) -> None:
     config_path.write_text(json.dumps(tokenizer_config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def _add_legacy_rope_theta(config_path: Path) -> None:
+    """Also write `rope_theta` at the top level, where transformers 4.x and engines built on it (TGI) read it.
+
+    transformers 5 keeps it inside `rope_parameters` (and ignores a top-level copy when that is present); a reader
+    that only knows the old key would otherwise fall back to 10000 for a model trained with another base.
+    """
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    rope = config.get("rope_parameters") or {}
+    if rope.get("rope_type", "default") == "default" and "rope_theta" in rope:
+        config["rope_theta"] = rope["rope_theta"]
+        config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
 def export_llama(
     model_path: str | os.PathLike,
     output_dir: str | os.PathLike,
@@ -163,6 +176,7 @@ def export_llama(
     _copy_generation_config(model_path, llama)
     with atomic_output_dir(output_dir, overwrite=overwrite) as tmp:
         llama.save_pretrained(str(tmp))
+        _add_legacy_rope_theta(tmp / "config.json")
         _save_plain_tokenizer(tokenizer, tmp)
         for name in ("all_results.json", "eval_results.json", "test_results.json"):
             # Same function, same scores: the card quotes them.
