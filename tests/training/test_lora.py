@@ -154,7 +154,7 @@ CASES = [
 
 
 @pytest.mark.parametrize(("family", "task"), CASES)
-def test_lora_adapter_and_merged_folder(tmp_path, base_models, data_files, family, task):
+def test_lora_adapter_and_merged_folder(tmp_path, base_models, data_files, family, task, capsys):
     base = base_models[family]
     tokenizer = AutoTokenizer.from_pretrained(base)
     inputs = _inputs(task, tokenizer)
@@ -184,6 +184,11 @@ def test_lora_adapter_and_merged_folder(tmp_path, base_models, data_files, famil
     if task == "classification":
         assert "score" in adapter_config["modules_to_save"]  # the new head is trained in full and saved
         load_kwargs["num_labels"] = len(CLASSES)  # the base model folder has no head to say how many
+
+    if (family, task) == ("rnn", "causal_lm"):
+        # `push` uploads complete model folders: an adapter is refused with a line saying what to do instead.
+        status = cli.main(["push", "--model_path", str(adapter_dir), "--repo_id", "someone/adapter"])
+        assert status == 2 and "--merge_adapter" in capsys.readouterr().err
 
     reloaded = auto_peft_class.from_pretrained(str(adapter_dir), **load_kwargs)
     base_logits = _logits(auto_class.from_pretrained(base, **load_kwargs), inputs)

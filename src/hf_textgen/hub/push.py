@@ -83,6 +83,11 @@ def check_model_folder(model_path: str | os.PathLike) -> dict:
     try:
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     except FileNotFoundError:
+        if (folder / "adapter_config.json").is_file():
+            raise UserError(
+                f"{folder} holds a LoRA adapter (finetune --use_peft), and push uploads complete models only: "
+                "fine-tune with --merge_adapter for a complete folder, or upload the adapter with PEFT's push_to_hub"
+            ) from None
         raise UserError(
             f"{folder} has no config.json, so it is not a model folder; pass a folder written by "
             "save_pretrained (the --output_dir of pretrain / finetune)"
