@@ -1,13 +1,14 @@
-"""`hf-textgen evaluate`: perplexity of a saved model, per token, per word and per character, printed and as JSON.
+"""`hf-textgen evaluate`: perplexity of a saved model per token, word, byte and character, printed and as JSON.
 
-Causal LMs (RNN, Transformer) are scored on the validation text with the sliding window of the transformers
-perplexity guide (`--stride`); encoder-decoder models are scored teacher-forced on the target side of
-(source, target) pairs. The data flags are the shared pipeline's (`--validation_file`, `--dataset_name`, ...; the
-bundled validation text when none is named).
+Causal LMs (RNN, Transformer) are scored document by document in lm-evaluation-harness's rolling windows
+(`--stride` for more context per token), a whole text file being one document by default; encoder-decoder models
+are scored teacher-forced on the target side of (source, target) pairs. The data flags are the shared pipeline's
+(`--validation_file`, `--dataset_name`, ...; the bundled validation text when none is named).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -100,6 +101,11 @@ def _split_of(dataset_dict, split: str):
 
 
 def _causal_lm_texts(eval_args: EvaluateArguments, data_args: DataArguments) -> list[str]:
+    if data_args.sample_by == "auto":
+        # Each document is scored on its own (as lm-eval does), so by default a text file is one document: the
+        # context flows across its paragraphs, as the text was written. --sample_by article scores each WikiText
+        # article on its own (lm-eval's wikitext task), paragraph or line each part.
+        data_args = dataclasses.replace(data_args, sample_by="document")
     dataset = _split_of(load_raw_datasets(data_args), eval_args.split)
     texts = []
     for row in dataset:
@@ -167,7 +173,8 @@ def run_evaluate(eval_args: EvaluateArguments, data_args: DataArguments, progres
 
     Returns:
         The results: `eval_loss`, `perplexity`, `num_tokens`, `word_perplexity`, `num_words` (and, for causal LMs,
-        `loss_per_character`, `num_characters`, `block_size`, `stride`).
+        `byte_perplexity`, `bits_per_byte`, `num_bytes`, `character_perplexity`, `loss_per_character`,
+        `num_characters`, `block_size`, `stride`; no word figures for text in scripts without spaces).
     """
     # Flags that do not fit the model, and unreadable data, are refused before any weights are loaded.
     config = load_model_config(eval_args.model_name_or_path, eval_args.trust_remote_code)
