@@ -7,9 +7,14 @@ the thin scripts in `scripts/` (for `accelerate launch` / `torchrun`) run exactl
 from __future__ import annotations
 
 import importlib
+import os
+import shlex
+import signal
 import sys
+import threading
 
-from hf_textgen.errors import UserError
+from hf_textgen.errors import CommandInterrupted, UserError
+from hf_textgen.training.interrupt import EXIT_STATUS, TrainingInterrupted
 
 # name -> (module, one-line help). A subcommand is listed here only once it works.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -31,16 +36,93 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
-def run_command(main, argv: list[str] | None = None) -> int:
-    """Run a subcommand's `main`, turning user mistakes into one clear line and exit status 2."""
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM as an exception, so `with` blocks (temporary folders) clean up as they do for Ctrl-C."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated
+
+
+def _launch_prefix(command: str | None) -> list[str]:
+    """How the user started this command, for a command line they can paste again."""
+    if command is not None:
+        return command.split()
+    script = sys.argv[0]
+    if any(key.startswith("ACCELERATE_") for key in os.environ):
+        return ["accelerate", "launch", script]  # with the same launcher options
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        return ["torchrun", script]
+    return ["python", script]
+
+
+def resume_command(argv: list[str], checkpoint: str, command: str | None = None) -> str:
+    """The command line that resumes `argv` from `checkpoint`: the same arguments plus `--resume_from_checkpoint`.
+
+    For arguments given as one .yaml / .json file, the same command (the file must then name the checkpoint).
+    """
+    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml", ".json")):
+        return shlex.join([*_launch_prefix(command), *argv])
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0].replace("-", "_")
+        if name == "__resume_from_checkpoint":
+            skip = "=" not in arg
+            continue
+        kept.append(arg)
+    return shlex.join([*_launch_prefix(command), *kept, "--resume_from_checkpoint", checkpoint])
+
+
+def _print_training_interrupted(stop: TrainingInterrupted, argv: list[str], command: str | None) -> None:
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # one message, from the main process
+    lines = [f"stopped: {stop}"]
+    if stop.checkpoint is None:
+        lines.append("nothing to resume from: run the same command again to start over")
+    elif len(argv) == 1 and argv[0].endswith((".yaml", ".yml", ".json")):
+        lines.append(f"to resume, set `resume_from_checkpoint: {stop.checkpoint}` in {argv[0]}, then run:")
+        lines.append(f"  {resume_command(argv, stop.checkpoint, command)}")
+    else:
+        lines.append("resume with:")
+        lines.append(f"  {resume_command(argv, stop.checkpoint, command)}")
+    print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def run_command(main, argv: list[str] | None = None, command: str | None = None) -> int:
+    """Run a subcommand's `main`, turning user mistakes into one clear line and exit status 2.
+
+    SIGTERM is handled like Ctrl-C: the command's temporary folders are removed on the way out. A training run
+    stopped by either signal ends with the command that resumes it from its last complete checkpoint.
+
+    Args:
+        main: The subcommand's `main(argv)`.
+        argv: Its arguments; `sys.argv[1:]` when None (the scripts in `scripts/`).
+        command: How the user ran it (`hf-textgen pretrain`), for the resume line; None for a script.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
         return int(main(argv) or 0)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except TrainingInterrupted as stop:
+        _print_training_interrupted(stop, argv, command)
+        return EXIT_STATUS.get(stop.signal_name, 130)
+    except CommandInterrupted as stop:
+        print(f"stopped: {stop}", file=sys.stderr)
+        return stop.exit_status
+    except KeyboardInterrupt as interrupt:
+        name = "SIGTERM" if isinstance(interrupt, _Terminated) else "SIGINT"
+        print(f"interrupted by {name}", file=sys.stderr)
+        return EXIT_STATUS[name]
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown command {name!r}; choose one of: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[name][0])
-    return run_command(module.main, rest)
+    return run_command(module.main, rest, command=f"hf-textgen {name}")
 
 
 if __name__ == "__main__":

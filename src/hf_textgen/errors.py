@@ -17,6 +17,19 @@ class UserError(Exception):
     """
 
 
+class CommandInterrupted(Exception):
+    """A command stopped by a signal: the message says what was kept and what to run next.
+
+    Args:
+        message: One line, e.g. "demo stopped by SIGTERM; nothing was written to demo_output/; run it again".
+        exit_status: 130 for SIGINT, 143 for SIGTERM.
+    """
+
+    def __init__(self, message: str, exit_status: int = 130):
+        super().__init__(message)
+        self.exit_status = exit_status
+
+
 @contextlib.contextmanager
 def atomic_output_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder beside `path`, renamed to `path` only when the block finishes without error.

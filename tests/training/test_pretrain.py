@@ -201,6 +201,11 @@ def test_resume_from_checkpoint_must_be_complete(tmp_path):
         output_dir = str(tmp_path)
         overwrite_output_dir = False
 
+    with pytest.raises(UserError, match="checkpoint-3 does not exist; check the path"):
+        resolve_resume_checkpoint(Args)
     (tmp_path / "checkpoint-3").mkdir()
-    with pytest.raises(UserError, match="not a complete checkpoint"):
+    with pytest.raises(UserError, match=r"incomplete checkpoint \(missing: model weights .*, trainer_state.json;"):
+        resolve_resume_checkpoint(Args)
+    (tmp_path / "checkpoint-3" / "model.safetensors").write_bytes(b"")
+    with pytest.raises(UserError, match=r"incomplete checkpoint \(missing: trainer_state.json;"):
         resolve_resume_checkpoint(Args)

@@ -10,11 +10,13 @@ Examples:
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
 
 from hf_textgen.benchmarks import COMPARISONS, SHAPES, BenchSettings, run_benchmarks
 from hf_textgen.errors import UserError, atomic_output_dir
+from hf_textgen.summary import command, format_summary
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,4 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     with atomic_output_dir(args.output_dir, overwrite=args.overwrite_output_dir) as folder:
         run_benchmarks(settings, folder)
     print(f"results written to {args.output_dir}/results.json")
+    output_dir = Path(args.output_dir)
+    rows = [("results", f"{output_dir / 'results.json'}  (every measurement, the machine and the settings)")]
+    if (output_dir / "table.md").is_file():
+        rows.append(("table", f"{output_dir / 'table.md'}  (ratios, ready for the README)"))
+    plots = sorted(path.name for path in output_dir.glob("*.png"))
+    if plots:
+        rows.append(("plots", f"{output_dir}/  ({', '.join(plots)})"))
+    print(format_summary(rows, [command("cat", output_dir / ("table.md" if len(rows) > 1 else "results.json"))]))
     return 0

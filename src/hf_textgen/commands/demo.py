@@ -22,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-from hf_textgen.errors import UserError, atomic_output_dir
+from hf_textgen.errors import CommandInterrupted, UserError, atomic_output_dir
+from hf_textgen.training.interrupt import EXIT_STATUS, TrainingInterrupted
 
 # nanoGPT's `config/train_shakespeare_char.py` CPU setting and the validation loss its README reports for it.
 NANOGPT_CPU_VAL_LOSS = 1.88
@@ -215,7 +216,17 @@ def run_demo(args: argparse.Namespace) -> dict:
             f"Pretraining a {setting['num_hidden_layers']}-layer, {setting['hidden_size']}-wide Transformer for "
             f"{max_steps} steps ({precision}, {_plural(torch.get_num_threads(), 'thread')})",
         )
-        pretrain_command.main(_pretrain_argv(setting, tokenizer_dir, str(work), max_steps, bf16, args.seed))
+        try:
+            pretrain_command.main(
+                _pretrain_argv(setting, tokenizer_dir, str(work), max_steps, bf16, args.seed), summary=False
+            )
+        except TrainingInterrupted as stop:
+            # The demo's checkpoints live in its temporary folder, which is removed on the way out: nothing to resume.
+            raise CommandInterrupted(
+                f"the demo stopped by {stop.signal_name} after step {stop.global_step} of {stop.max_steps}; its "
+                f"temporary folder was removed and {output_dir} was not written; run `hf-textgen demo` again",
+                EXIT_STATUS.get(stop.signal_name, 130),
+            ) from None
         # Recorded only now: set before training, it makes the data pipeline warn about every paragraph longer
         # than the context, which packing into blocks handles anyway.
         tokenizer.model_max_length = setting["block_size"]
@@ -229,7 +240,9 @@ def run_demo(args: argparse.Namespace) -> dict:
             bf16=bf16,
             output_dir=str(work / "evaluation"),
         )
-        evaluation = run_evaluate(eval_args, DataArguments(max_eval_samples=setting["max_eval_samples"]))
+        evaluation = run_evaluate(
+            eval_args, DataArguments(max_eval_samples=setting["max_eval_samples"]), summary=False
+        )
 
         steps.begin("generate", f"Generating a sample from the prompt {args.prompt!r}")
         generate_command.main(
@@ -268,7 +281,7 @@ def _print_summary(results: dict, output_dir: Path) -> None:
                 f"{NANOGPT_CPU_VAL_LOSS})",
                 f"validation perplexity         : {results['validation_perplexity']:.2f} per character, "
                 f"{results['validation_word_perplexity']:.1f} per word",
-                f"model folder                  : {output_dir}/  (load it with "
+                f"model folder                  : {output_dir}/  (load it with `import hf_textgen` and "
                 f"AutoModelForCausalLM.from_pretrained({str(output_dir)!r}))",
                 f"try                           : hf-textgen generate --model_name_or_path {output_dir} "
                 '--prompt "HERO.\\n"',

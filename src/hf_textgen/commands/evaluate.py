@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import sys
 import tempfile
@@ -24,6 +25,7 @@ from hf_textgen.data.processing import MAX_DEFAULT_CONTEXT
 from hf_textgen.errors import UserError, first_line
 from hf_textgen.evaluation.language_modeling import evaluate_causal_lm, evaluate_seq2seq
 from hf_textgen.generation import load_model_and_tokenizer, load_model_config, max_positions
+from hf_textgen.summary import command, format_summary, recorded_prompt
 
 _TABLE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
 
@@ -168,7 +170,9 @@ def format_results(results: dict) -> str:
     return "\n".join(lines)
 
 
-def run_evaluate(eval_args: EvaluateArguments, data_args: DataArguments, progress: bool = True) -> dict:
+def run_evaluate(
+    eval_args: EvaluateArguments, data_args: DataArguments, progress: bool = True, summary: bool = True
+) -> dict:
     """Evaluate the model named in `eval_args` on the data named in `data_args`; print and save the results.
 
     Returns:
@@ -218,11 +222,30 @@ def run_evaluate(eval_args: EvaluateArguments, data_args: DataArguments, progres
         # Data the metric cannot score (too short, no words): the user's input, not a bug.
         raise UserError(first_line(error)) from None
     print(format_results(results))
+    rows = [("model", eval_args.model_name_or_path)]
     if eval_args.output_dir:
         saved = {**results, "model_name_or_path": eval_args.model_name_or_path, "data": _describe(data_args)}
         path = write_results(saved, eval_args.output_dir)
         print(f"wrote {path}")
+        rows.append(("results", str(path)))
+    else:
+        rows.append(("results", "printed only (pass --output_dir to keep them as JSON)"))
+    figures = [
+        f"{key} {results[key]:.4g}"
+        for key in _HEADLINE
+        if isinstance(results.get(key), float) and math.isfinite(results[key])
+    ]
+    if figures:
+        rows.append(("headline", ", ".join(figures)))
+    if summary:  # the demo prints its own
+        prompt = recorded_prompt(eval_args.model_name_or_path) if os.path.isdir(eval_args.model_name_or_path) else None
+        generate = ["hf-textgen", "generate", "--model_name_or_path", eval_args.model_name_or_path]
+        print(format_summary(rows, [command(*generate, "--prompt", prompt) if prompt else command(*generate)]))
     return results
+
+
+# Shown in the end-of-run summary when present (lm-evaluation-harness names).
+_HEADLINE = ("perplexity", "word_perplexity", "bits_per_byte", "exact_match", "bleu")
 
 
 def _describe(data_args: DataArguments) -> dict:

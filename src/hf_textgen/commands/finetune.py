@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from hf_textgen.data import DataArguments
+from hf_textgen.summary import training_summary
 from hf_textgen.training.arguments import FinetuneArguments, ModelArguments, parse_arguments
 from hf_textgen.training.finetune import FinetuningArguments, finetune_learning_rate, run_finetune
 from hf_textgen.training.lora import PeftArguments
@@ -23,8 +24,10 @@ def parse_finetune_arguments(argv: list[str] | None = None) -> tuple:
     return model_args, data_args, finetune_args, training_args, peft_args
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, summary: bool = True) -> int:
     """Parse model, data, fine-tuning, training and LoRA arguments, then fine-tune."""
     model_args, data_args, finetune_args, training_args, peft_args = parse_finetune_arguments(argv)
-    run_finetune(model_args, data_args, finetune_args, training_args, peft_args=peft_args)
+    metrics = run_finetune(model_args, data_args, finetune_args, training_args, peft_args=peft_args)
+    if summary and training_args.do_train and training_args.process_index == 0:
+        print(training_summary(training_args.output_dir, metrics, finetune_args.task))
     return 0

@@ -20,6 +20,7 @@ from hf_textgen.data.arguments import DEFAULT_VOCAB_SIZES, TOKENIZER_TYPES, VOCA
 from hf_textgen.data.loading import encoding_user_error, expand_data_files
 from hf_textgen.data.tokenizer_training import EmptyCorpusError
 from hf_textgen.errors import UserError, atomic_output_dir
+from hf_textgen.summary import command, format_summary
 from hf_textgen.training.arguments import parse_arguments
 
 # Validation characters tokenized for the chars/token figure: enough for a stable number, cheap on any corpus.
@@ -129,4 +130,17 @@ def main(argv: list[str] | None = None) -> int:
         f"trained a {args.tokenizer_type} tokenizer with {len(tokenizer)} tokens in {seconds:.1f}s; {ratio}; "
         f"saved to {args.output_dir}"
     )
+    # The next step trains a model with this tokenizer on the same text.
+    data_flags = []
+    if data_args.dataset_name:
+        data_flags += ["--dataset_name", data_args.dataset_name]
+        if data_args.dataset_config_name:
+            data_flags += ["--dataset_config_name", data_args.dataset_config_name]
+    elif data_args.train_file:
+        data_flags += ["--train_file", *data_args.train_file]
+    if data_args.validation_file:
+        data_flags += ["--validation_file", data_args.validation_file]
+    rows = [("tokenizer", f"{args.output_dir}/  (AutoTokenizer.from_pretrained({str(args.output_dir)!r}))")]
+    pretrain = ["hf-textgen", "pretrain", "--tokenizer_name", args.output_dir, *data_flags, "--output_dir", "out"]
+    print(format_summary(rows, [command(*pretrain)]))
     return 0

@@ -59,6 +59,17 @@ def is_complete_checkpoint(path: str | os.PathLike) -> bool:
     return path.is_dir() and has_weights and (path / _CHECKPOINT_COMPLETE_MARKER).is_file()
 
 
+def missing_checkpoint_files(path: str | os.PathLike) -> list[str]:
+    """What a checkpoint folder lacks to be resumed from: its weights and/or the trainer state written last."""
+    path = Path(path)
+    missing = []
+    if not (any(path.glob("*.safetensors")) or any(path.glob("pytorch_model*.bin"))):
+        missing.append("model weights (model.safetensors)")
+    if not (path / _CHECKPOINT_COMPLETE_MARKER).is_file():
+        missing.append(_CHECKPOINT_COMPLETE_MARKER)
+    return missing
+
+
 def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
     """The highest-step complete `checkpoint-N` folder in `output_dir`, or None when there is none."""
     output_dir = Path(output_dir)
@@ -93,10 +104,20 @@ def resolve_resume_checkpoint(training_args) -> str | None:
             if checkpoint is None:
                 raise UserError(f"--resume_from_checkpoint: no complete checkpoint in {training_args.output_dir}")
             return checkpoint
-        if not is_complete_checkpoint(requested):
+        path = Path(requested)
+        if not path.exists():
             raise UserError(
-                f"--resume_from_checkpoint {requested} is not a complete checkpoint folder "
-                "(it needs model weights and trainer_state.json)"
+                f"--resume_from_checkpoint {requested} does not exist; check the path "
+                f"(checkpoints are the {PREFIX_CHECKPOINT_DIR}-N folders inside --output_dir)"
+            )
+        if not path.is_dir():
+            raise UserError(f"--resume_from_checkpoint {requested} is a file; name a {PREFIX_CHECKPOINT_DIR}-N folder")
+        if not is_complete_checkpoint(path):
+            missing = missing_checkpoint_files(path)
+            raise UserError(
+                f"--resume_from_checkpoint {requested} is an incomplete checkpoint (missing: {', '.join(missing)}; "
+                "was its save interrupted?); resume from an earlier checkpoint, or pass "
+                "--resume_from_checkpoint true for the last complete one"
             )
         return str(requested)
     output_dir = Path(training_args.output_dir)

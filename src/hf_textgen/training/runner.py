@@ -45,6 +45,7 @@ from hf_textgen.training.common import (
     check_local_path,
     check_tokenizer_fits,
     check_training_args,
+    last_complete_checkpoint,
     load_model,
     load_tokenizer,
     prepare_output_dir,
@@ -52,6 +53,7 @@ from hf_textgen.training.common import (
     special_token_ids,
     train_tokenizer_on,
 )
+from hf_textgen.training.interrupt import StopOnSignal, TrainingInterrupted, stop_on_signal
 from hf_textgen.training.lora import PeftArguments, apply_lora, check_peft_available, merge_lora
 from hf_textgen.training.results import RankSyncCallback, finish
 
@@ -296,7 +298,18 @@ def run_task(
 
     train_metrics = None
     if training_args.do_train:
-        train_result = trainer.train(resume_from_checkpoint=resume_from)
+        stopper = StopOnSignal()
+        trainer.add_callback(stopper)
+        with stop_on_signal(stopper):
+            train_result = trainer.train(resume_from_checkpoint=resume_from)
+        if stopper.signal_name is not None and trainer.state.global_step < trainer.state.max_steps:
+            # Stopped early: the checkpoint just saved is the result; a finished-looking folder would be a lie.
+            raise TrainingInterrupted(
+                stopper.signal_name,
+                trainer.state.global_step,
+                trainer.state.max_steps,
+                last_complete_checkpoint(training_args.output_dir),
+            )
         train_metrics = dict(train_result.metrics)
         if hasattr(train_dataset, "__len__"):
             train_metrics["train_samples"] = len(train_dataset)
