@@ -14,7 +14,7 @@ import sys
 import threading
 
 from hf_textgen.errors import CommandInterrupted, UserError
-from hf_textgen.training.interrupt import EXIT_STATUS, TrainingInterrupted
+from hf_textgen.training.interrupt import EXIT_STATUS, Terminated, TrainingInterrupted
 
 # name -> (module, one-line help). A subcommand is listed here only once it works.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -36,12 +36,8 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM as an exception, so `with` blocks (temporary folders) clean up as they do for Ctrl-C."""
-
-
 def _raise_terminated(signum, frame):
-    raise _Terminated
+    raise Terminated
 
 
 def _launch_prefix(command: str | None) -> list[str]:
@@ -117,7 +113,7 @@ def run_command(main, argv: list[str] | None = None, command: str | None = None)
         print(f"stopped: {stop}", file=sys.stderr)
         return stop.exit_status
     except KeyboardInterrupt as interrupt:
-        name = "SIGTERM" if isinstance(interrupt, _Terminated) else "SIGINT"
+        name = "SIGTERM" if isinstance(interrupt, Terminated) else "SIGINT"
         print(f"interrupted by {name}", file=sys.stderr)
         return EXIT_STATUS[name]
     finally:

@@ -28,6 +28,10 @@ logger = logging.getLogger(__name__)
 EXIT_STATUS = {"SIGINT": 130, "SIGTERM": 143}
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM as an exception, so `with` blocks (temporary folders) clean up as they do for Ctrl-C."""
+
+
 @dataclass
 class TrainingInterrupted(Exception):
     """Training stopped on a signal; `checkpoint` (None if none was complete) is where to resume from."""
@@ -79,8 +83,8 @@ def stop_on_signal(callback: StopOnSignal) -> Iterator[StopOnSignal]:
     names = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
 
     def handle(signum, frame):
-        if callback.signal_name is not None:
-            raise KeyboardInterrupt  # second signal: stop now
+        if callback.signal_name is not None:  # second signal: stop now
+            raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
         callback.request_stop(names[signum])
         print(
             f"\n{names[signum]} received: saving a checkpoint at the end of this step, then stopping "
