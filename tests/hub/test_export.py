@@ -23,6 +23,7 @@ from pathlib import Path
 import gguf
 import pytest
 import torch
+from huggingface_hub import metadata_load
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hf_textgen import cli
@@ -76,6 +77,9 @@ def transformer_folder(tmp_path_factory, tiny_tokenizer_path):
     folder = _save(model, tokenizer, tmp_path_factory.mktemp("transformer"))
     with open(os.path.join(folder, "eval_results.json"), "w") as handle:
         json.dump({"eval_loss": 5.5, "eval_perplexity": 244.7}, handle)
+    # What pretraining records about its data (`hf_textgen.hub.training_facts`): the export card reuses it.
+    facts = {"languages": ["zh", "en"], "prompt": "生存还是毁灭'"}
+    Path(folder, "training_data.json").write_text(json.dumps(facts, ensure_ascii=False), encoding="utf-8")
     return folder
 
 
@@ -152,6 +156,11 @@ def test_llama_export_loads_without_hf_textgen(transformer_folder, tmp_path, cap
     assert tokenizer_config["add_bos_token"] is False and tokenizer_config["add_eos_token"] is False
     card = (output / "README.md").read_text()
     assert "LlamaForCausalLM" in card and "244.7" in card
+    # The usage prompt and the language are the source model's training facts, not a fixed English line.
+    facts = json.loads((Path(transformer_folder) / "training_data.json").read_text(encoding="utf-8"))
+    assert f"tokenizer({json.dumps(facts['prompt'], ensure_ascii=False)}" in card
+    assert metadata_load(output / "README.md").get("language") == facts["languages"]
+    assert '-d \'{"prompt": "生存还是毁灭\\u0027", "max_tokens"' in card  # JSON in a single-quoted argument
     generation = json.loads((output / "generation_config.json").read_text())
     source = json.loads((Path(transformer_folder) / "config.json").read_text())
     assert (generation["eos_token_id"], generation["pad_token_id"]) == (source["eos_token_id"], source["pad_token_id"])

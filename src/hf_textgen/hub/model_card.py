@@ -510,8 +510,12 @@ def write_export_model_card(
     metrics = _collect_metrics(export_dir)
     eval_results = _eval_results(metrics, "text-generation", "text", "held-out text") or None
     parameter_count = count_parameters(export_dir)
+    # The languages and the prompt are those recorded when the source model was trained.
+    facts = _read_json(Path(source) / TRAINING_DATA_NAME) or {}
+    language = facts.get("languages") or _previous_metadata(Path(source)).get("language") or None
+    prompt = facts.get("prompt") or "Hello"
     card_data = ModelCardData(
-        language="en",
+        language=language,
         license=license or "apache-2.0",
         library_name="transformers",
         pipeline_tag="text-generation",
@@ -531,6 +535,9 @@ def write_export_model_card(
         config_rows=[(label, _format_value(config[key])) for key, label in _CONFIG_FIELDS if key in config],
         max_position_embeddings=config.get("max_position_embeddings"),
         eval_rows=[(name, split, _format_value(value)) for (name, split), value in sorted(metrics.items())],
+        prompt_literal=json.dumps(prompt, ensure_ascii=False),
+        # Inside the single-quoted shell argument of the curl example: JSON, with no bare single quote.
+        prompt_json=json.dumps(prompt, ensure_ascii=False).replace("'", "\\u0027"),
     )
     path = export_dir / "README.md"
     path.write_text(re.sub(r"\n{3,}", "\n\n", str(card)), encoding="utf-8")
