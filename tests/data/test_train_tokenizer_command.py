@@ -26,8 +26,12 @@ def test_trains_on_train_files_and_saves_a_fast_tokenizer(tmp_path, tiny_corpus_
         capsys,
     )
     assert status == 0, err
-    assert out.count("\n") == 1
-    assert "bpe tokenizer with 400 tokens" in out and "chars/token" in out
+    first, *summary = out.splitlines()
+    assert "bpe tokenizer with 400 tokens" in first and "chars/token" in first
+    # Then what to run next: pretraining with this tokenizer on the same files.
+    next_line = next(line for line in summary if line.startswith("next"))
+    assert f"hf-textgen pretrain --tokenizer_name {output} --train_file" in next_line
+    assert next_line.endswith("/*.txt' --output_dir out")
     tokenizer = AutoTokenizer.from_pretrained(str(output))
     assert isinstance(tokenizer, PreTrainedTokenizerFast)
     assert tokenizer.decode(tokenizer(SAMPLE)["input_ids"]) == SAMPLE
