@@ -111,9 +111,8 @@ def test_hub_wikitext_rows_read_like_the_files(tmp_path, monkeypatch, streaming,
 
     def fake_load_dataset(path, name=None, split=None, cache_dir=None, streaming=False):
         calls.append((path, name))
-        loaded = DatasetDict(
-            {split: Dataset.from_dict({"text": _hub_rows(text)}) for split in ("train", "validation")}
-        )
+        splits = ("train", "validation", "test")
+        loaded = DatasetDict({split: Dataset.from_dict({"text": _hub_rows(text)}) for split in splits})
         if streaming:
             return IterableDatasetDict({split: dataset.to_iterable_dataset() for split, dataset in loaded.items()})
         return loaded
@@ -122,11 +121,12 @@ def test_hub_wikitext_rows_read_like_the_files(tmp_path, monkeypatch, streaming,
     args = DataArguments(
         dataset_name="Salesforce/wikitext", dataset_config_name="wikitext-103-raw-v1", sample_by=sample_by
     )
-    from_hub = load_raw_datasets(dataclasses.replace(args, streaming=streaming))
+    from_hub = load_raw_datasets(dataclasses.replace(args, streaming=streaming), extra_splits=("test",))
     path = _write(tmp_path / "wiki.valid.raw", text)
     from_file = load_raw_datasets(DataArguments(train_file=[path], validation_file=path, sample_by=sample_by))
     assert calls == [("Salesforce/wikitext", "wikitext-103-raw-v1")]
     # The same documents; the Hub's rows only lack the single space of WikiText's blank lines.
+    assert _texts(from_hub["test"]) == _texts(from_hub["validation"])
     assert _texts(from_hub["validation"]) == [
         text.replace("\n \n", "\n\n") for text in _texts(from_file["validation"])
     ]

@@ -108,7 +108,7 @@ def _causal_lm_texts(eval_args: EvaluateArguments, data_args: DataArguments) -> 
         # context flows across its paragraphs, as the text was written. --sample_by article scores each WikiText
         # article on its own (lm-eval's wikitext task), paragraph or line each part.
         data_args = dataclasses.replace(data_args, sample_by="document")
-    dataset = _split_of(load_raw_datasets(data_args), eval_args.split)
+    dataset = _split_of(load_raw_datasets(data_args, extra_splits=(eval_args.split,)), eval_args.split)
     texts = []
     for row in dataset:
         texts.append(row["text"])

@@ -486,7 +486,10 @@ def _split_validation(train: Dataset | IterableDataset, percentage: int) -> tupl
 
 
 def load_raw_datasets(
-    data_args: DataArguments, cache_dir: str | None = None, split_validation: bool = True
+    data_args: DataArguments,
+    cache_dir: str | None = None,
+    split_validation: bool = True,
+    extra_splits: tuple[str, ...] = (),
 ) -> DatasetDict | IterableDatasetDict:
     """Load the raw text named by `data_args` as "train" and "validation" splits with a "text" column.
 
@@ -497,6 +500,7 @@ def load_raw_datasets(
         cache_dir: The datasets cache folder; `None` uses `HF_DATASETS_CACHE`.
         split_validation: Without validation data, split documents off the training data. `False` leaves that
             to `tokenize_and_group`, which splits packed blocks instead (any corpus of two blocks splits).
+        extra_splits: Other splits of a Hub dataset or data folder to keep as they are (e.g. `("test",)`).
 
     Returns:
         A `DatasetDict` (an `IterableDatasetDict` with `streaming`) holding "train" and "validation" (only "train"
@@ -518,7 +522,15 @@ def load_raw_datasets(
                 "name train files train*.txt (or similar) or pass --train_file"
             )
         train, validation = loaded["train"], loaded.get("validation")
+        missing = [split for split in extra_splits if split not in loaded and split not in ("train", "validation")]
+        if missing:
+            raise UserError(
+                f"dataset {data_args.dataset_name!r} has no {missing[0]!r} split (splits: {', '.join(loaded)}); "
+                "fix --split"
+            )
+        extra = {split: loaded[split] for split in extra_splits if split not in ("train", "validation")}
     else:
+        extra = {}
         if data_args.train_file:
             train_files = expand_data_files(data_args.train_file, "--train_file")
         else:
@@ -539,6 +551,8 @@ def load_raw_datasets(
         splits["train"], splits["validation"] = _split_validation(
             splits["train"], data_args.validation_split_percentage
         )
+    for split, dataset in extra.items():
+        splits[split] = _as_text_column(dataset, data_args.text_column_name, split)
     if not data_args.streaming:
         for split, dataset in splits.items():
             if len(dataset) == 0:
