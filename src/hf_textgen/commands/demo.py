@@ -188,6 +188,7 @@ def run_demo(args: argparse.Namespace) -> dict:
     from hf_textgen.commands import pretrain as pretrain_command
     from hf_textgen.commands.evaluate import EvaluateArguments, run_evaluate
     from hf_textgen.data import DataArguments, bundled_corpus_files, train_tokenizer
+    from hf_textgen.data.tokenizer_training import save_tokenizer
 
     setting = _SETTINGS["quick" if args.quick else "full"]
     max_steps = args.max_steps if args.max_steps is not None else setting["max_steps"]
@@ -230,7 +231,7 @@ def run_demo(args: argparse.Namespace) -> dict:
         # Recorded only now: set before training, it makes the data pipeline warn about every paragraph longer
         # than the context, which packing into blocks handles anyway.
         tokenizer.model_max_length = setting["block_size"]
-        tokenizer.save_pretrained(str(work))
+        save_tokenizer(tokenizer, work)
 
         steps.begin("evaluate", "Evaluating on the validation play (Much Ado About Nothing), sliding window")
         eval_args = EvaluateArguments(

@@ -18,7 +18,7 @@ from datasets import IterableDataset
 from hf_textgen.data import DataArguments, load_raw_datasets, minimum_vocab_size, train_tokenizer
 from hf_textgen.data.arguments import DEFAULT_VOCAB_SIZES, TOKENIZER_TYPES, VOCAB_SIZE_DEFAULTS_HELP
 from hf_textgen.data.loading import encoding_user_error, expand_data_files
-from hf_textgen.data.tokenizer_training import EmptyCorpusError
+from hf_textgen.data.tokenizer_training import EmptyCorpusError, save_tokenizer
 from hf_textgen.errors import UserError, atomic_output_dir
 from hf_textgen.summary import command, format_summary
 from hf_textgen.training.arguments import parse_arguments
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             if user_error is None:
                 raise
             raise user_error from None
-        tokenizer.save_pretrained(str(folder))
+        save_tokenizer(tokenizer, folder)
     seconds = time.perf_counter() - start
 
     num_chars = sum(map(len, validation_texts))

@@ -16,7 +16,10 @@ No special token is added automatically when encoding: the data pipeline inserts
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
@@ -174,3 +177,26 @@ def train_tokenizer(
         **special,
         **kwargs,
     )
+
+
+def save_tokenizer(tokenizer, folder: str | os.PathLike) -> None:
+    """`tokenizer.save_pretrained(folder)`, then `add_bos_token` / `add_eos_token` in `tokenizer_config.json`.
+
+    transformers 5 keeps whether BOS/EOS are added in `tokenizer.json`'s post-processor and drops the two flags from
+    `tokenizer_config.json` when saving. Tools that read only the config (llama.cpp's converter, for one) then assume
+    Llama's default of a leading BOS, and their prompts are not the ones the model was trained on. The flags are
+    written as the tokenizer actually behaves (a probe encoding); transformers ignores them when it loads a folder
+    that has `tokenizer.json`, so they change nothing there.
+    """
+    tokenizer.save_pretrained(str(folder))
+    record_special_token_flags(tokenizer, folder)
+
+
+def record_special_token_flags(tokenizer, folder: str | os.PathLike) -> None:
+    """Write `add_bos_token` / `add_eos_token` into `folder/tokenizer_config.json` (see `save_tokenizer`)."""
+    probe = tokenizer("a", add_special_tokens=True)["input_ids"]
+    config_file = Path(folder) / "tokenizer_config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config["add_bos_token"] = tokenizer.bos_token_id is not None and probe[:1] == [tokenizer.bos_token_id]
+    config["add_eos_token"] = tokenizer.eos_token_id is not None and probe[-1:] == [tokenizer.eos_token_id]
+    config_file.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

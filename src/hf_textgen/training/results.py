@@ -11,6 +11,8 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
+from hf_textgen.data.tokenizer_training import record_special_token_flags
+
 logger = logging.getLogger(__name__)
 
 LOSS_PLOT_NAME = "loss_curves.png"
@@ -113,6 +115,8 @@ def finish(
             config.use_cache = True
         # _internal_call: no push from here; with --push_to_hub the complete folder is pushed once, below.
         trainer.save_model(_internal_call=True)
+        if trainer.is_world_process_zero() and getattr(trainer.processing_class, "bos_token_id", None) is not None:
+            record_special_token_flags(trainer.processing_class, output_dir)
         trainer.log_metrics("train", train_metrics)
         trainer.save_metrics("train", train_metrics)
         trainer.save_state()
