@@ -141,3 +141,21 @@ def test_transformer_lora_on_the_lm_head_alone_trains():
     model = get_peft_model(tiny_model("transformer"), LoraConfig(r=4, lora_dropout=0.0, target_modules=["lm_head"]))
     losses = _train(model, _batch("transformer"), steps=10)
     assert losses[-1] < 0.9 * losses[0], losses
+
+
+@pytest.mark.parametrize("family", ["lstm", "transformer"])
+def test_lora_with_activation_checkpointing_gives_the_same_gradients(family):
+    # TRL's default: checkpointing on. The RNN's adapted weights live in the checkpointed layer itself, so the
+    # recomputation in backward must run with the adapter in place too.
+    model = get_peft_model(tiny_model(family), LoraConfig(r=4, init_lora_weights=False, **lora_targets(family)))
+    batch = _batch(family)
+    gradients = []
+    for checkpointing in (False, True):
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+        model.train().zero_grad()
+        model(**batch).loss.backward()
+        gradients.append({name: p.grad.clone() for name, p in model.named_parameters() if p.requires_grad})
+    assert gradients[0] and all(grad.abs().sum() > 0 for grad in gradients[0].values())
+    for name, grad in gradients[0].items():
+        torch.testing.assert_close(gradients[1][name], grad, msg=name)

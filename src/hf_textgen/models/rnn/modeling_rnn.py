@@ -14,13 +14,13 @@ model for `trust_remote_code=True`.
 """
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transformers import Cache, DynamicCache, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
-from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
     BaseModelOutputWithPast,
     CausalLMOutputWithPast,
@@ -93,14 +93,14 @@ def _single_step(
     return hidden.unsqueeze(1), hidden.unsqueeze(0)
 
 
-class _RecurrentLayer(GradientCheckpointingLayer):
+class _RecurrentLayer(nn.Module):
     """One recurrent layer's whole step over a sequence: the decode-step kernel, the fused sequence kernel, or the
     packed run of a padded batch.
 
     Each concrete layer is also torch's `nn.LSTM` / `nn.GRU` / `nn.RNN`, so its parameters keep torch's names
-    (`weight_ih_l0`, ...). Everything reads the weights inside this `forward`, which is what the wrappers hook:
-    activation checkpointing (one layer at a time, as transformers' layers) and PEFT adapters on the parameters
-    (`target_parameters`), which substitute the adapted weights for the duration of the call.
+    (`weight_ih_l0`, ...). Every path reads the weights inside this `forward`, so a wrapper around the call sees
+    them all: PEFT's adapters on the parameters (`target_parameters`) substitute the adapted weights for the duration
+    of the call, and `RNNModel` checkpoints activations around the call (one layer at a time).
     """
 
     def forward(
@@ -213,6 +213,9 @@ class RNNModel(RNNPreTrainedModel):
             )
             for index in range(config.num_hidden_layers)
         )
+        self.gradient_checkpointing = (
+            False  # set by `gradient_checkpointing_enable`, with `_gradient_checkpointing_func`
+        )
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -298,7 +301,15 @@ class RNNModel(RNNPreTrainedModel):
             if layer_idx > 0:
                 hidden_states = self.dropout(hidden_states)
             state = self._read_state(cache, layer_idx)
-            hidden_states, state = layer(hidden_states, state, padding_plan=plan)  # (B, T, H * directions)
+            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                # Around the layer as installed, PEFT's wrapper included: backward then recomputes the layer with the
+                # same (adapted) weights, which a checkpoint inside the layer would not see. Same granularity as
+                # transformers' `GradientCheckpointingLayer`: one layer at a time.
+                hidden_states, state = self._gradient_checkpointing_func(
+                    partial(layer, padding_plan=plan), hidden_states, state
+                )
+            else:
+                hidden_states, state = layer(hidden_states, state, padding_plan=plan)  # (B, T, H * directions)
             if cache is not None:
                 self._write_state(cache, layer_idx, state)
             if output_hidden_states:
