@@ -10,6 +10,7 @@ import argparse
 
 from hf_textgen.errors import UserError
 from hf_textgen.hub.export import EXPORT_FORMATS, GGUF_FILE_NAME, GGUF_OUTTYPES, export_gguf, export_llama
+from hf_textgen.summary import command, recorded_prompt
 
 
 class _Parser(argparse.ArgumentParser):
@@ -69,5 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             overwrite=args.overwrite_output_dir,
         )
         print(f"wrote {result.path} ({result.details}, {result.parameters:,} parameters)")
-        print(f"run it with: llama-cli -m {result.path} -p 'Once upon a time' -n 40")
+        # A prompt like the model's training text (recorded at training time) rather than a fixed English line.
+        prompt = recorded_prompt(args.model_name_or_path) or "Once upon a time"
+        print(f"run it with: {command('llama-cli', '-m', result.path, '-p', prompt, '-n', '40')}")
     return 0
