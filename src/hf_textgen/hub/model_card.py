@@ -486,6 +486,8 @@ def write_model_card(
     return path
 
 
+# Its Python block is plain Python around `{{prompt_literal}}`, so `ruff format` (which formats Markdown code blocks
+# under src/) writes the placeholder without inner spaces; model_cards/ keeps the same spelling.
 EXPORT_TEMPLATE_PATH = Path(__file__).parent / "templates" / "llama_export_model_card.md"
 
 
