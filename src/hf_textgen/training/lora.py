@@ -137,29 +137,20 @@ def lora_config(model: nn.Module, auto_class: type, peft_args: PeftArguments):
     )
 
 
-def apply_lora(model, auto_class: type, peft_args: PeftArguments, gradient_checkpointing: bool = False):
+def apply_lora(model, auto_class: type, peft_args: PeftArguments):
     """Wrap `model` in a PEFT LoRA model (only the adapter and a classifier head stay trainable).
 
     Args:
         model: The base model (built or loaded for the task).
         auto_class: The task's Auto class (decides PEFT's task type).
         peft_args: The LoRA settings.
-        gradient_checkpointing: Whether training recomputes activations (`--gradient_checkpointing`).
 
     Raises:
-        UserError: A target module name the model does not have (PEFT's message, on one line), or adapters on an
-            RNN's recurrent weights together with gradient checkpointing.
+        UserError: A target module name the model does not have (PEFT's message, on one line).
     """
     from peft import get_peft_model
 
     config = lora_config(model, auto_class, peft_args)
-    if config.target_parameters and gradient_checkpointing:
-        # PEFT substitutes the adapted weights only while its wrapper's forward runs; the layer's checkpoint
-        # recomputes the forward during backward, outside that call, with the plain weights.
-        raise UserError(
-            "LoRA on the RNN's recurrent weights does not combine with --gradient_checkpointing yet; "
-            "drop --gradient_checkpointing (an RNN's activations are small) or train without --use_peft"
-        )
     try:
         peft_model = get_peft_model(model, config)
     except ValueError as error:

@@ -275,7 +275,7 @@ def run_task(
     model = load_model(task.auto_class, config, model_args, from_pretrained)
     task.prepare_model(model, tokenizer, from_pretrained)
     if use_peft:
-        model = apply_lora(model, task.auto_class, peft_args, training_args.gradient_checkpointing)
+        model = apply_lora(model, task.auto_class, peft_args)
     if not from_pretrained:
         logger.info(
             "training a new %s model from scratch: %.2fM parameters", config.model_type, model.num_parameters() / 1e6
