@@ -53,7 +53,8 @@ metric_list:
 
 @pytest.fixture(scope="module")
 def tasks(tmp_path_factory, tiny_corpus_dir):
-    """Two local tasks: choose a line's true ending over another line's, and the rolling perplexity of lines."""
+    """lm-eval's task manager with two local tasks: choose a line's true ending over another line's, and the rolling
+    perplexity of lines."""
     folder = tmp_path_factory.mktemp("lm_eval_tasks")
     with open(f"{tiny_corpus_dir}/validation.txt", encoding="utf-8") as handle:
         lines = [line.strip() for line in handle if len(line.split()) >= 6][:6]
@@ -67,7 +68,8 @@ def tasks(tmp_path_factory, tiny_corpus_dir):
     (folder / "text.jsonl").write_text("".join(json.dumps({"text": line}) + "\n" for line in lines[:4]))
     (folder / "choice.yaml").write_text(_CHOICE_TASK.format(data_file=folder / "choice.jsonl"))
     (folder / "perplexity.yaml").write_text(_PERPLEXITY_TASK.format(data_file=folder / "text.jsonl"))
-    return folder
+    # Built once: indexing lm-eval's thousands of bundled task files costs ~8 s of CPU each time.
+    return TaskManager(include_path=str(folder))
 
 
 def _log_probs(model, input_ids: list[int], targets: list[int], decoder_input_ids: list[int] | None = None) -> float:
@@ -107,7 +109,7 @@ def test_simple_evaluate_scores_as_the_model_does(family, tasks, tmp_path, tiny_
         model_args=f"pretrained={tmp_path},trust_remote_code=True,dtype=float32"
         + (",backend=seq2seq" if seq2seq else ""),
         tasks=task_names,
-        task_manager=TaskManager(include_path=str(tasks)),
+        task_manager=tasks,
         batch_size=2,
         device="cpu",
         log_samples=True,
