@@ -24,6 +24,7 @@ An encoder-decoder family plugs into `Seq2SeqLMModelTestMixin` the same way (see
 """
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -145,6 +146,19 @@ def check_remote_code_loading(models_and_inputs: list[tuple], folder) -> None:
         entries.append({"auto_class": auto_class, "folder": model_folder, "tensors": tensors_file})
     for report in run_remote_code_loads(entries, folder):
         assert report["max_abs_diff"] == 0.0, report
+
+
+# The loss-at-init test's (hidden_size, vocab_size) cells: tiny to wide, a character-sized to a GPT-2-sized
+# vocabulary. Few on purpose: the 256 x 50257 cell alone builds a 13M-parameter embedding.
+INIT_LOSS_SIZES = [(32, 97), (256, 50257), (1024, 97), (1024, 8192)]
+# How far above or below ln(vocab_size) an untrained model's loss may start (issue #17).
+INIT_LOSS_TOLERANCE = 0.15
+
+
+def assert_loss_near_ln_vocab(loss: float, vocab_size: int, what: str) -> None:
+    """An untrained LM should give every token about the same probability: its loss is then ~ln(vocab_size)."""
+    expected = math.log(vocab_size)
+    assert abs(loss - expected) < INIT_LOSS_TOLERANCE, f"{what}: loss at init {loss:.3f}, ln(vocab) {expected:.3f}"
 
 
 class _CollectingStreamer(BaseStreamer):
@@ -288,6 +302,27 @@ class CausalLMModelTestMixin:
             optimizer.step()
             losses.append(loss.item())
         assert losses[-1] < 0.75 * losses[0], losses
+
+    @pytest.mark.parametrize("tied", [True, False])
+    @pytest.mark.parametrize(("hidden_size", "vocab_size"), INIT_LOSS_SIZES)
+    def test_loss_at_init_is_near_ln_vocab(self, hidden_size, vocab_size, tied):
+        model = self.make_model(hidden_size=hidden_size, vocab_size=vocab_size, tie_word_embeddings=tied)
+        input_ids = self.random_ids(model.config, 4, 32)
+        with torch.no_grad():
+            loss = model(input_ids=input_ids, labels=input_ids).loss.item()
+        assert_loss_near_ln_vocab(loss, vocab_size, f"width {hidden_size}, tied={tied}")
+
+    def get_default_config(self, **overrides):
+        """The family's default config (its real default size), with `overrides` applied."""
+        return self.config_class(**overrides)
+
+    def test_loss_at_init_of_the_default_size_is_near_ln_vocab(self):
+        torch.manual_seed(0)
+        model = self.causal_lm_class(self.get_default_config(vocab_size=8192)).eval()
+        input_ids = self.random_ids(model.config, 4, 64)
+        with torch.no_grad():
+            loss = model(input_ids=input_ids, labels=input_ids).loss.item()
+        assert_loss_near_ln_vocab(loss, 8192, "default size")
 
     def test_gradients_reach_every_parameter(self):
         model = self.make_model().train()
@@ -662,6 +697,25 @@ class Seq2SeqLMModelTestMixin:
         assert cache.get_seq_length() == 6
         assert cache.cross_attention_cache.get_seq_length() == 7  # the encoder states, projected once
         torch.testing.assert_close(torch.cat(pieces, dim=1), full, atol=self.atol, rtol=1e-4)
+
+    def _loss_at_init(self, model, length: int) -> float:
+        """The loss of `model` on random (source, labels) pairs from its whole vocabulary above the special ids."""
+        generator = torch.Generator().manual_seed(0)
+        source, labels = torch.randint(3, model.config.vocab_size, (2, 4, length), generator=generator)
+        with torch.no_grad():
+            return model(input_ids=source, labels=labels).loss.item()
+
+    @pytest.mark.parametrize("tied", [True, False])
+    @pytest.mark.parametrize(("hidden_size", "vocab_size"), INIT_LOSS_SIZES)
+    def test_loss_at_init_is_near_ln_vocab(self, hidden_size, vocab_size, tied):
+        model = self.make_model(hidden_size=hidden_size, vocab_size=vocab_size, tie_word_embeddings=tied)
+        loss = self._loss_at_init(model, 32)
+        assert_loss_near_ln_vocab(loss, vocab_size, f"width {hidden_size}, tied={tied}")
+
+    def test_loss_at_init_of_the_default_size_is_near_ln_vocab(self):
+        torch.manual_seed(0)
+        model = self.seq2seq_lm_class(self.config_class(vocab_size=8192)).eval()
+        assert_loss_near_ln_vocab(self._loss_at_init(model, 64), 8192, "default size")
 
     def test_few_optimizer_steps_lower_the_loss(self):
         model = self.make_model().train()

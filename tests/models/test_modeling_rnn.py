@@ -1,9 +1,12 @@
 """RNN family: the common causal-LM suite for every cell type, plus what only a recurrent model has."""
 
+import json
+
 import pytest
 import torch
 from huggingface_hub.errors import StrictDataclassClassValidationError, StrictDataclassFieldValidationError
 from torch import nn
+from transformers import AutoModelForCausalLM
 
 from hf_textgen import RNNConfig, RNNForCausalLM, RNNForSequenceClassification, RNNModel
 
@@ -39,6 +42,9 @@ class _RNNSuite(CausalLMModelTestMixin):
 
     def get_config(self, **overrides):
         return tiny_rnn_config(**{"cell_type": self.cell_type, **overrides})
+
+    def get_default_config(self, **overrides):
+        return RNNConfig(cell_type=self.cell_type, **overrides)
 
 
 class TestLSTM(_RNNSuite):
@@ -159,7 +165,48 @@ def test_backbone_equals_torch_multilayer_rnn(cell_type):
                 getattr(reference, name.replace("_l0", f"_l{index}")).copy_(parameter)
         input_ids = torch.randint(3, 99, (2, 9))
         expected, _ = reference(model.embed_tokens(input_ids))
+        expected = torch.nn.functional.rms_norm(expected, (32,), model.norm.weight, eps=1e-6)  # the final norm
         torch.testing.assert_close(model(input_ids=input_ids).last_hidden_state, expected)
+
+
+# ----------------------------------------------------------------------------------- initialisation and old models
+@pytest.mark.parametrize("cell_type", CELL_TYPES)
+def test_checkpoint_from_before_the_init_change_loads_to_its_old_outputs(tmp_path, cell_type):
+    """A config.json written before `scale_embedding`/`final_norm` existed has neither key; such weights were
+    trained as plain embedding -> stacked cells -> tied head, and must load to exactly that computation."""
+    torch.manual_seed(0)
+    old = RNNForCausalLM(tiny_rnn_config(cell_type=cell_type, scale_embedding=False, final_norm=False)).eval()
+    old.save_pretrained(tmp_path)
+    config_file = tmp_path / "config.json"
+    fields = json.loads(config_file.read_text())
+    for name in ("scale_embedding", "final_norm"):
+        del fields[name]
+    config_file.write_text(json.dumps(fields))
+
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    assert (loaded.config.scale_embedding, loaded.config.final_norm) == (False, False)
+    assert not any("norm" in name for name, _ in loaded.named_parameters())
+    input_ids = torch.randint(3, 99, (2, 9))
+    with torch.no_grad():
+        hidden_states = torch.nn.functional.embedding(input_ids, old.model.embed_tokens.weight)  # unscaled
+        for layer in old.model.layers:
+            hidden_states, _ = layer(hidden_states)
+        expected = hidden_states @ old.model.embed_tokens.weight.T  # (B, T, V), the tied head without a scale
+        torch.testing.assert_close(loaded(input_ids=input_ids).logits, expected, rtol=0, atol=1e-5)
+
+
+def test_new_configs_scale_the_embeddings_and_normalise_the_output():
+    config = RNNConfig()
+    assert config.scale_embedding and config.final_norm
+    model = RNNForCausalLM(tiny_rnn_config(dropout=0.0)).eval()
+    input_ids = torch.randint(3, 99, (2, 9))
+    with torch.no_grad():
+        raw = torch.nn.functional.embedding(input_ids, model.model.embed_tokens.weight)
+        torch.testing.assert_close(model.get_input_embeddings()(input_ids), raw * 32**0.5)
+        # Unit-scale inputs for the cells, rows of norm ~1 for the tied head.
+        assert 0.8 < model.model.embed_tokens.weight.norm(dim=1).mean() < 1.2
+        hidden_states = model.model(input_ids=input_ids).last_hidden_state
+    torch.testing.assert_close(hidden_states.pow(2).mean(-1).sqrt(), torch.full((2, 9), 0.3), rtol=0, atol=1e-3)
 
 
 # ------------------------------------------------------------------------------------------------ state and cache

@@ -4,9 +4,9 @@ nanoGPT's `shakespeare_char` CPU recipe: 4 layers, 4 heads, 128 wide, 64-token c
 lr 1e-3 (100 warm-up steps, cosine decay to 1e-4), AdamW betas (0.9, 0.99), weight decay 0.1 on matrices,
 gradient clipping at 1.0, no dropout; it publishes a validation loss of 1.88. Ours runs that recipe on the
 bundled corpus (nine plays to train, *Much Ado About Nothing* to validate, so not nanoGPT's exact split) with
-the project's char tokenizer, for our Transformer, our RNN (LSTM) and transformers' Llama of our Transformer's
-shape. Their steps are interleaved (one each, in turn) so all see the same machine load; each model's clock
-counts only its own training steps, not the evaluations.
+the project's char tokenizer, for our Transformer, our RNN in each cell type (LSTM, GRU, Elman RNN) and
+transformers' Llama of our Transformer's shape. Their steps are interleaved (one each, in turn) so all see the
+same machine load; each model's clock counts only its own training steps, not the evaluations.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def swiglu_width(hidden: int) -> int:
 
 
 def build_quality_models(vocab_size: int, hidden: int, layers: int, heads: int, context: int) -> dict:
-    """Our Transformer, our RNN (LSTM) and transformers' Llama at nanoGPT's CPU size, tied embeddings, no dropout.
+    """Our Transformer, our RNN (LSTM, GRU, Elman) and transformers' Llama at nanoGPT's size, tied, no dropout.
 
     The SwiGLU width is `swiglu_width(hidden)` so the Transformers have about nanoGPT's parameter count.
     """
@@ -121,20 +121,25 @@ def build_quality_models(vocab_size: int, hidden: int, layers: int, heads: int, 
         "max_position_embeddings": context,
         "tie_word_embeddings": True,
     }
-    return {
-        "transformer": TransformerForCausalLM(TransformerConfig(**sizes)),
-        "rnn": RNNForCausalLM(
+
+    def rnn(cell_type: str) -> RNNForCausalLM:
+        return RNNForCausalLM(
             RNNConfig(
                 vocab_size=vocab_size,
                 hidden_size=hidden,
                 num_hidden_layers=layers,
-                cell_type="lstm",
+                cell_type=cell_type,
                 dropout=0.0,
                 tie_word_embeddings=True,
             )
-        ),
-        "llama": LlamaForCausalLM(LlamaConfig(**sizes, num_key_value_heads=heads)),
-    }
+        )
+
+    # Built in this order so the first three draw the same random init as before the GRU and Elman RNN joined.
+    models = {"transformer": TransformerForCausalLM(TransformerConfig(**sizes)), "lstm": rnn("lstm")}
+    models["llama"] = LlamaForCausalLM(LlamaConfig(**sizes, num_key_value_heads=heads))
+    models["gru"] = rnn("gru")
+    models["elman_rnn"] = rnn("rnn")
+    return models
 
 
 def run_quality(
@@ -151,7 +156,7 @@ def run_quality(
     seed: int = 0,
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Train the three models with nanoGPT's recipe, steps interleaved, recording validation loss vs time.
+    """Train the models with nanoGPT's recipe, steps interleaved, recording validation loss vs time.
 
     Returns:
         `{"curves": {name: [{"step", "seconds", "train_loss", "val_loss"}, ...]}, "final": {...}, ...}`;

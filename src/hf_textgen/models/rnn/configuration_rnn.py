@@ -16,6 +16,9 @@ from huggingface_hub.dataclasses import strict  # noqa: E402
 from transformers import PreTrainedConfig  # noqa: E402
 
 CELL_TYPES = ("lstm", "gru", "rnn")
+# Fields added with the initialisation that starts the loss at ln(vocab_size); a config saved without them loads
+# with them off, as its weights were trained.
+_FIELDS_ADDED_WITH_THE_INIT = ("scale_embedding", "final_norm")
 
 
 @strict
@@ -39,13 +42,38 @@ class RNNConfig(PreTrainedConfig):
             `RNNForSequenceClassification`; a causal language model cannot look at future tokens, so
             `RNNForCausalLM` refuses it.
         tie_word_embeddings (`bool`, defaults to `True`): Share the input embedding matrix with the output layer.
-        initializer_range (`float`, defaults to 0.1): Standard deviation of the normal init of untied heads
-            (embeddings start at unit scale, see `RNNPreTrainedModel._init_weights`).
+        scale_embedding (`bool`, defaults to `True`): Multiply the token embeddings by sqrt(embedding width), as the
+            Transformer paper does (Vaswani et al. 2017, section 3.4; transformers' `scale_embedding` in Bart and
+            Marian). With the embeddings stored at std `embedding_size**-0.5`, the recurrent layers see unit-scale
+            inputs while a tied head sees rows of norm ~1. See "Initialisation" below.
+        final_norm (`bool`, defaults to `True`): RMS-normalise the last layer's outputs (`RNNModel.norm`, as
+            Mamba's `norm_f` does) before the head, with a learned gain that starts at 0.3. See "Initialisation".
+        initializer_range (`float`, defaults to 0.1): Standard deviation of the normal init of the classification
+            head (the embeddings and the language-model head have their own scales, see "Initialisation").
         use_cache (`bool`, defaults to `True`): Return the recurrent state so that generation feeds one token a step.
         pad_token_id (`int`, *optional*): Padding token; also used to find the real tokens when no attention mask
             is given to `RNNForSequenceClassification`.
         bos_token_id (`int`, *optional*): Beginning-of-sequence token.
         eos_token_id (`int` or `list[int]`, *optional*): End-of-sequence token(s); generation stops on them.
+
+    Initialisation, so that the untrained model predicts every token about equally (loss ~ln(vocab_size) at any
+    width, vocabulary and cell type) and the input side still gets unit-scale vectors:
+        - Embeddings ~ N(0, 1 / embedding_size), multiplied by sqrt(embedding_size) on the way in
+          (`scale_embedding`): unit-scale inputs, which the LSTM needs (with inputs of std 0.1 the signal shrank
+          through each stacked layer and a 4-layer LSTM sat at the unigram loss for hundreds of steps at nanoGPT's
+          char recipe), while the tied head's rows have norm ~1 instead of ~sqrt(hidden_size). Unscaled unit-scale
+          rows gave logits of spread ~sqrt(hidden_size): loss 10.4 instead of ln(8192) = 9.0 for the default LSTM,
+          26.9 for the Elman RNN.
+        - Final RMSNorm with gain 0.3 (`final_norm`): the head reads states of rms 0.3 whatever the cell and depth
+          (raw outputs range from rms 0.04 for a deep LSTM to 0.3 for an Elman RNN), so the logits start with a
+          spread of ~0.3 (loss within ~0.1 nats of ln(vocab_size)), yet the head can sharpen from the first steps:
+          a fixed output scale (T5's `hidden_size**-0.5` on the tied head) or unnormalised small states also start
+          at ln(vocab_size) but learned far slower (LSTM at the nanoGPT recipe: 3.38 vs 2.49 after 250 steps).
+        - Untied head ~ N(0, 1 / hidden_size) (fan-in scaling, LeCun et al. 1998): the same starting logits.
+        - Recurrent weights U(-1/sqrt(hidden_size), 1/sqrt(hidden_size)) (torch's init); LSTM forget-gate bias 1
+          (Jozefowicz et al. 2015).
+    A config saved before `scale_embedding` and `final_norm` existed loads with both off: its weights were
+    trained without them, so they give the same outputs as before (`from_dict`).
 
     Example:
         ```python
@@ -65,6 +93,8 @@ class RNNConfig(PreTrainedConfig):
     dropout: float | int = 0.2
     bidirectional: bool = False
     tie_word_embeddings: bool = True
+    scale_embedding: bool = True
+    final_norm: bool = True
     initializer_range: float = 0.1
     use_cache: bool = True
     pad_token_id: int | None = None
@@ -82,6 +112,14 @@ class RNNConfig(PreTrainedConfig):
         """The embedding width in use: `embedding_size`, or `hidden_size` when that is None (it then follows
         `hidden_size` when a config override changes it)."""
         return self.hidden_size if self.embedding_size is None else self.embedding_size
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs) -> "RNNConfig":
+        # A saved config without these fields predates them: its weights were trained with unscaled embeddings and
+        # no final norm, so it keeps both off rather than silently taking today's defaults (from_pretrained and
+        # AutoConfig come through here).
+        legacy = {name: False for name in _FIELDS_ADDED_WITH_THE_INIT if name not in config_dict}
+        return super().from_dict({**config_dict, **legacy}, **kwargs)
 
     def validate_architecture(self) -> None:
         """Part of the `@strict` validation (also run by `save_pretrained` and when a model is built from the
@@ -106,8 +144,9 @@ class RNNConfig(PreTrainedConfig):
                 f"({self.hidden_size}): the output layer reuses the embedding matrix. Set tie_word_embeddings=False "
                 "or make the sizes equal."
             )
-        if not isinstance(self.bidirectional, bool):
-            raise ValueError(f"`bidirectional` must be True or False, got {self.bidirectional!r}.")
+        for name in ("bidirectional", "scale_embedding", "final_norm"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"`{name}` must be True or False, got {getattr(self, name)!r}.")
         if not self.initializer_range >= 0:
             raise ValueError(f"`initializer_range` must be non-negative, got {self.initializer_range!r}.")
         for name in ("pad_token_id", "bos_token_id"):

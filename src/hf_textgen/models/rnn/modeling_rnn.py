@@ -75,6 +75,28 @@ class _PaddingPlan:
         return outputs, final_state
 
 
+# Gain of the final RMSNorm at init: the logits then start with spread ~0.3 (tied rows of norm ~1, or an untied head
+# at fan-in scale), about 0.05 nats above ln(vocab_size); see RNNConfig, "Initialisation".
+_FINAL_NORM_GAIN = 0.3
+
+
+class RNNScaledEmbedding(nn.Embedding):
+    """Token embeddings multiplied by `embed_scale` (sqrt of the width with `scale_embedding`, else 1), as Gemma's.
+
+    The scale lives in the module, so `get_input_embeddings()(input_ids)` gives exactly the vectors the model feeds
+    its first layer, and `inputs_embeds` made that way match `input_ids`.
+    """
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, embed_scale: float = 1.0):
+        super().__init__(num_embeddings, embedding_dim)
+        self.embed_scale = embed_scale
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        embeddings = super().forward(input_ids)  # (B, T, E)
+        # A scale of 1 (configs saved before `scale_embedding`) skips the product: exactly the old outputs.
+        return embeddings * self.embed_scale if self.embed_scale != 1.0 else embeddings
+
+
 def _single_step(
     rnn: nn.RNNBase, inputs: torch.Tensor, state: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None
 ) -> tuple[torch.Tensor, torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
@@ -181,11 +203,17 @@ class RNNPreTrainedModel(PreTrainedModel):
                 if isinstance(module, nn.LSTM) and name.startswith("bias_ih") and not is_loaded:
                     init.constant_(param[module.hidden_size : 2 * module.hidden_size], 1.0)
         elif isinstance(module, nn.Embedding):
-            # Unit-scale inputs (torch's own embedding init): with a small std the signal shrinks through each stacked
-            # layer and a 4-layer LSTM sits at unigram loss for hundreds of steps (measured at nanoGPT's char recipe).
-            init.normal_(module.weight, mean=0.0, std=1.0)
+            # Unit-scale inputs: with a small std the signal shrinks through each stacked layer and a 4-layer LSTM sits
+            # at unigram loss for hundreds of steps (nanoGPT's char recipe). Scaled embeddings reach unit scale through
+            # their sqrt(width) factor, so their rows have norm ~1 as a tied head (see RNNConfig, "Initialisation").
+            width = module.embedding_dim
+            init.normal_(module.weight, mean=0.0, std=width**-0.5 if self.config.scale_embedding else 1.0)
+        elif isinstance(module, nn.RMSNorm):
+            init.constant_(module.weight, _FINAL_NORM_GAIN)
         elif isinstance(module, nn.Linear):
-            init.normal_(module.weight, mean=0.0, std=std)
+            # An untied LM head at fan-in scale (LeCun et al. 1998) starts with the same logits as the tied one.
+            is_untied_lm_head = module is getattr(self, "lm_head", None) and not self.config.tie_word_embeddings
+            init.normal_(module.weight, mean=0.0, std=self.config.hidden_size**-0.5 if is_untied_lm_head else std)
             if module.bias is not None:
                 init.zeros_(module.bias)
 
@@ -201,7 +229,11 @@ class RNNModel(RNNPreTrainedModel):
         super().__init__(config)
         layer_class = _LAYER_CLASSES[config.cell_type]
         num_directions = 2 if config.bidirectional else 1
-        self.embed_tokens = nn.Embedding(config.vocab_size, config.input_embedding_size)
+        self.embed_tokens = RNNScaledEmbedding(
+            config.vocab_size,
+            config.input_embedding_size,
+            embed_scale=config.input_embedding_size**0.5 if config.scale_embedding else 1.0,
+        )
         self.dropout = nn.Dropout(config.dropout)
         # One module per layer (not `num_layers=`): each layer gets its own cache slot and dropout in between.
         self.layers = nn.ModuleList(
@@ -216,6 +248,8 @@ class RNNModel(RNNPreTrainedModel):
         self.gradient_checkpointing = (
             False  # set by `gradient_checkpointing_enable`, with `_gradient_checkpointing_func`
         )
+        # Normalises the last layer's outputs to rms _FINAL_NORM_GAIN at init, whatever the cell and depth.
+        self.norm = nn.RMSNorm(config.hidden_size * num_directions, eps=1e-6) if config.final_norm else None
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -312,6 +346,8 @@ class RNNModel(RNNPreTrainedModel):
                 hidden_states, state = layer(hidden_states, state, padding_plan=plan)  # (B, T, H * directions)
             if cache is not None:
                 self._write_state(cache, layer_idx, state)
+            if self.norm is not None and layer_idx == len(self.layers) - 1:
+                hidden_states = self.norm(hidden_states)  # only what leaves the stack; the state is not normalised
             if output_hidden_states:
                 all_hidden_states += (hidden_states,)
         hidden_states = self.dropout(hidden_states)

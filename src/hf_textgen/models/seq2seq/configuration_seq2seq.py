@@ -48,7 +48,10 @@ class Seq2SeqTransformerConfig(PreTrainedConfig):
         scale_embedding: Multiply token embeddings by sqrt(hidden_size) (as the paper does, so that embeddings
             initialised with std hidden_size**-0.5 have the scale of the sinusoidal positions).
         tie_word_embeddings: Use the shared token embedding as the output layer (the source and target embeddings
-            are always the same matrix).
+            are always the same matrix). The decoder's last LayerNorm starts with gain `hidden_size**-0.5`
+            when tied (the head would otherwise read back the fed token with logits ~sqrt(hidden_size)), and with
+            `min(1, 0.3 / (initializer_range * sqrt(hidden_size)))` when untied, so the loss at init is
+            ~ln(vocab_size) at any width.
         use_cache: Return the key/value cache so generation feeds only the new token each step.
         pad_token_id: Padding token of sources and targets (masked out of attention and of the loss).
         bos_token_id: Beginning-of-sequence token.

@@ -63,7 +63,11 @@ class TransformerConfig(PreTrainedConfig):
         head_dim: Width of one attention head; `None` means `hidden_size // num_attention_heads`.
         hidden_act: Activation of the gated feed-forward layer (`"silu"` gives SwiGLU).
         max_position_embeddings: Longest sequence the model is meant to handle (prompt plus generated tokens).
-        initializer_range: Standard deviation of the normal initialisation of linear and embedding weights.
+        initializer_range: Standard deviation of the normal initialisation of linear and embedding weights
+            (GPT-2's 0.02). The final RMSNorm's gain starts at `min(1, 0.3 / (initializer_range * sqrt(hidden_size)))`
+            rather than 1: the logits then start with a spread of at most 0.3 and the loss at init is ~ln(vocab_size)
+            at any width, tied or untied (with gain 1 the spread is `initializer_range * sqrt(hidden_size)`, +0.2
+            nats at width 1024). Up to width 225 (at std 0.02) the gain starts at 1, as in Llama.
         rms_norm_eps: Epsilon added to the mean square in RMSNorm, for numerical stability.
         use_cache: Whether the model returns a key/value cache for fast generation.
         pad_token_id: Id of the padding token (also used to find the last real token for sequence classification).
