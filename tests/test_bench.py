@@ -182,7 +182,7 @@ def test_generation_and_context(tiny_run):
 def test_quality_and_pretraining(tiny_run):
     _, results = tiny_run
     quality = results["comparisons"]["quality"]
-    assert set(quality["curves"]) == {"transformer", "rnn", "llama"}
+    assert set(quality["curves"]) == {"transformer", "lstm", "llama", "gru", "elman_rnn"}
     for curve in quality["curves"].values():
         assert [point["step"] for point in curve] == [0, 2, 4]
         assert curve[0]["seconds"] == 0 < curve[1]["seconds"] < curve[2]["seconds"]
