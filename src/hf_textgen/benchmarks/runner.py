@@ -16,7 +16,8 @@ import torch
 import transformers
 
 from hf_textgen.benchmarks.contenders import SHAPES, Shape
-from hf_textgen.benchmarks.timing import available_cpus, cpu_matmul_features, cpu_model_name, load_average
+from hf_textgen.benchmarks.timing import available_cpus, cpu_model_name, load_average
+from hf_textgen.cpu_features import detect_cpu_features, warn_if_half_precision_is_emulated
 
 # Comparison names accepted by `--only`; "mfu" is computed from the training comparison's runs.
 COMPARISONS = ("training", "mfu", "generation", "context", "quality", "pretraining")
@@ -119,7 +120,7 @@ def machine_info(settings: BenchSettings, device: torch.device) -> dict:
         "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
         "device": str(device),
         "cpu": cpu_model_name(),
-        "cpu_matmul_features": cpu_matmul_features(),
+        "cpu_matmul_features": detect_cpu_features().describe(),
         "cpus_available": available_cpus(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
@@ -205,7 +206,7 @@ def format_markdown(results: dict) -> str:
     machine = results["machine"]
     lines = [
         f"Measured {machine['date_utc']} UTC on {machine['cpu']} ({machine['cpus_available']} CPUs available, "
-        f"{machine['torch_threads']} PyTorch threads, {', '.join(machine['cpu_matmul_features'])}; load average "
+        f"{machine['torch_threads']} PyTorch threads, {machine['cpu_matmul_features']}; load average "
         f"{machine['load_average_before']} before, {machine['load_average_after']} after), "
         f"torch {machine['torch']}, transformers {machine['transformers']}.",
         "",
@@ -283,6 +284,10 @@ def run_benchmarks(settings: BenchSettings, output_dir: Path, log: Callable[[str
     if device.type == "cpu":
         torch.set_num_threads(settings.num_threads or available_cpus())
     results = {"machine": machine_info(settings, device), "settings": settings.to_dict(), "comparisons": {}}
+    if device.type == "cpu":
+        log(f"CPU: {results['machine']['cpu']}; matrix features: {results['machine']['cpu_matmul_features']}")
+        if _wants(settings, "training", "mfu"):
+            warn_if_half_precision_is_emulated("bf16" in settings.dtypes, bf16_flag="--dtypes bf16")
     comparisons = results["comparisons"]
     seconds = {}
     common = {"device": device, "seed": settings.seed, "log": log}

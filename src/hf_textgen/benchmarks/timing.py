@@ -95,17 +95,6 @@ def cpu_model_name() -> str:
     return platform.processor() or "unknown"
 
 
-def cpu_matmul_features() -> list[str]:
-    """The CPU flags that decide matmul speed (AMX tiles, AVX-512 BF16/VNNI, AVX2)."""
-    wanted = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512f", "avx512_vnni", "avx2")
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            flags = next((line.split(":", 1)[1].split() for line in cpuinfo if line.startswith("flags")), [])
-    except OSError:
-        return []
-    return [flag for flag in wanted if flag in flags]
-
-
 def available_cpus() -> int:
     """CPUs this process may run on (respects affinity masks and containers better than `os.cpu_count`)."""
     try:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from hf_textgen.cpu_features import detect_cpu_features, warn_if_half_precision_is_emulated
 from hf_textgen.errors import CommandInterrupted, UserError, atomic_output_dir
 from hf_textgen.training.interrupt import EXIT_STATUS, TrainingInterrupted
 
@@ -34,7 +35,10 @@ DEFAULT_PROMPT = "BENEDICK.\n"
 # Model size, training run and sample length of each setting (the model sizes become pretrain's --config_overrides).
 _SETTINGS = {
     # nanoGPT's CPU shape (4 x 4 heads x 128 wide; SwiGLU inner width ~3 x 128 matches its 4 x 128 GELU MLP in
-    # parameters) with a 256-character context; 600 steps of 16 x 256 = 2.5M characters, about 2 epochs.
+    # parameters) with a 256-character context, batches of 16 x 256. As many steps as fit `time_budget` seconds of
+    # training (timed before training starts), between `min_steps` and `max_steps`: an AVX2-only 2-core CPU
+    # (0.48 s a step in fp32) fits ~280, an AVX-512 BF16 one (~0.2 s in bf16) stops at 400. Validation only at the
+    # end: the evaluate step measures the model anyway, and each mid-run evaluation cost several seconds.
     "full": {
         "hidden_size": 128,
         "num_hidden_layers": 4,
@@ -42,9 +46,10 @@ _SETTINGS = {
         "intermediate_size": 384,
         "block_size": 256,
         "batch_size": 16,
-        "max_steps": 600,
+        "time_budget": 135,
+        "min_steps": 250,
+        "max_steps": 400,
         "learning_rate": 2e-3,
-        "eval_steps": 200,
         "max_new_tokens": 200,
         "max_eval_samples": None,
     },
@@ -56,9 +61,10 @@ _SETTINGS = {
         "intermediate_size": 64,
         "block_size": 64,
         "batch_size": 8,
+        "time_budget": None,
+        "min_steps": 5,
         "max_steps": 5,
         "learning_rate": 2e-3,
-        "eval_steps": 5,
         "max_new_tokens": 20,
         "max_eval_samples": 40,
     },
@@ -66,14 +72,51 @@ _SETTINGS = {
 
 
 def cpu_has_fast_bf16() -> bool:
-    """Whether bfloat16 matrix products are fast here: a bf16-capable GPU, or a CPU with AMX or AVX512-BF16."""
+    """Whether bfloat16 matrix products are fast here: a bf16-capable GPU, or a CPU with AMX or AVX512-BF16 that
+    PyTorch uses (detected, see `hf_textgen.cpu_features`)."""
     if torch.cuda.is_available():
         return torch.cuda.is_bf16_supported()
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:  # not Linux: no cheap way to tell, and fp32 is always correct
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
+    return detect_cpu_features().native_bf16
+
+
+def seconds_per_step(setting: dict, vocab_size: int, bf16: bool, steps: int = 3) -> float:
+    """Wall-clock seconds of one training step of the demo's model and batch, timed on random tokens.
+
+    One untimed step first (allocations, kernel selection), then the median of `steps`. A few seconds on a slow
+    CPU: what lets the demo choose how many steps fit its time budget before the learning-rate schedule is built.
+    """
+    from hf_textgen import TransformerConfig, TransformerForCausalLM
+
+    sizes = {key: setting[key] for key in ("hidden_size", "num_hidden_layers", "num_attention_heads")}
+    config = TransformerConfig(
+        vocab_size=vocab_size,
+        intermediate_size=setting["intermediate_size"],
+        max_position_embeddings=setting["block_size"],
+        **sizes,
+    )
+    model = TransformerForCausalLM(config).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    input_ids = torch.randint(0, vocab_size, (setting["batch_size"], setting["block_size"]))
+    timings = []
+    for _ in range(steps + 1):
+        start = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = model(input_ids=input_ids, labels=input_ids).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        timings.append(time.perf_counter() - start)
+    return sorted(timings[1:])[steps // 2]
+
+
+def steps_within_budget(step_seconds: float, setting: dict) -> int:
+    """As many steps as fit `setting["time_budget"]` seconds, between `setting["min_steps"]` and `["max_steps"]`.
+
+    The learning-rate schedule then runs to its end (warm-up, decay) in the steps that fit, which reaches a lower
+    loss than the same number of steps cut from a longer schedule.
+    """
+    fitting = int(setting["time_budget"] / max(step_seconds, 1e-9))
+    return max(setting["min_steps"], min(setting["max_steps"], fitting))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,7 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
         "replaced).",
     )
     parser.add_argument("--quick", action="store_true", help="A tiny model and 5 steps: checks every step runs.")
-    parser.add_argument("--max_steps", type=int, help="Training steps (default: 600; --quick: 5).")
+    parser.add_argument(
+        "--max_steps",
+        type=int,
+        help="Training steps (default: as many as fit 135 s of training here, timed first, 250 to 400; --quick: 5).",
+    )
     parser.add_argument(
         "--bf16",
         choices=("auto", "true", "false"),
@@ -169,7 +216,7 @@ def _pretrain_argv(setting: dict, tokenizer_dir: str, output_dir: str, max_steps
         *("--block_size", str(setting["block_size"]), "--per_device_train_batch_size", str(setting["batch_size"])),
         *("--per_device_eval_batch_size", "32", "--max_steps", str(max_steps)),
         *("--learning_rate", str(setting["learning_rate"]), "--warmup_steps", "0.05"),
-        *("--eval_strategy", "steps", "--eval_steps", str(min(setting["eval_steps"], max_steps))),
+        *("--eval_strategy", "steps", "--eval_steps", str(max_steps)),
         *("--logging_steps", str(max(1, min(25, max_steps // 10))), "--save_strategy", "no"),
         *("--output_dir", output_dir, "--seed", str(seed), "--report_to", "none"),
     ]
@@ -191,13 +238,15 @@ def run_demo(args: argparse.Namespace) -> dict:
     from hf_textgen.data.tokenizer_training import save_tokenizer
 
     setting = _SETTINGS["quick" if args.quick else "full"]
-    max_steps = args.max_steps if args.max_steps is not None else setting["max_steps"]
-    if max_steps < 1:
-        raise UserError(f"--max_steps must be >= 1, got {max_steps}")
+    if args.max_steps is not None and args.max_steps < 1:
+        raise UserError(f"--max_steps must be >= 1, got {args.max_steps}")
     max_new_tokens = args.max_new_tokens if args.max_new_tokens is not None else setting["max_new_tokens"]
     if not 1 <= max_new_tokens < setting["block_size"]:
         raise UserError(f"--max_new_tokens must be between 1 and {setting['block_size'] - 1}")
     bf16 = cpu_has_fast_bf16() if args.bf16 == "auto" else args.bf16 == "true"
+    if not torch.cuda.is_available():
+        print(f"CPU matrix features: {detect_cpu_features().describe()}", flush=True)
+        warn_if_half_precision_is_emulated(args.bf16 == "true", bf16_flag="--bf16 true")
     output_dir = Path(args.output_dir)
     overwrite = _check_output_dir(output_dir, args.overwrite_output_dir)
     # The per-document map bars of the data pipeline say little here; the training bar stays.
@@ -212,6 +261,16 @@ def run_demo(args: argparse.Namespace) -> dict:
         print(f"      {len(tokenizer)} tokens (characters and <pad> <s> </s> <unk>)")
 
         precision = "bf16 autocast" if bf16 else "fp32"
+        max_steps = args.max_steps
+        if max_steps is None and setting["time_budget"] is None:
+            max_steps = setting["max_steps"]
+        elif max_steps is None:
+            step_seconds = seconds_per_step(setting, len(tokenizer), bf16)
+            max_steps = steps_within_budget(step_seconds, setting)
+            print(
+                f"      {step_seconds:.2f} s a training step here ({precision}): {max_steps} steps fit the "
+                f"{setting['time_budget']} s training budget ({setting['min_steps']} to {setting['max_steps']})"
+            )
         steps.begin(
             "pretrain",
             f"Pretraining a {setting['num_hidden_layers']}-layer, {setting['hidden_size']}-wide Transformer for "

@@ -19,6 +19,7 @@ import transformers
 import yaml
 from transformers import HfArgumentParser
 
+from hf_textgen.cpu_features import warn_if_half_precision_is_emulated
 from hf_textgen.data.arguments import VOCAB_SIZE_DEFAULTS_HELP
 from hf_textgen.errors import UserError, first_line
 
@@ -167,6 +168,9 @@ class TrainingArguments(transformers.TrainingArguments):
         if not self.output_dir:
             raise UserError("--output_dir is required: the folder the results are written to")
         super().__post_init__()
+        if self.use_cpu:
+            # Emulated bf16/fp16 on a CPU without the instructions runs many times slower: say so once, with the fix.
+            warn_if_half_precision_is_emulated(self.bf16, self.fp16)
 
 
 @dataclass
