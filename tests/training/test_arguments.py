@@ -54,6 +54,25 @@ def test_unreadable_arguments_files_are_one_line_errors(tmp_path):
         assert name in str(caught.value) and "\n" not in str(caught.value), name
 
 
+def test_yaml_values_are_typed_as_the_flags_are(tmp_path):
+    # PyYAML reads `1e-3` (no dot) as a string; the flag --learning_rate 1e-3 is a float.
+    path = tmp_path / "args.yaml"
+    path.write_text(f"output_dir: {tmp_path / 'out'}\nlearning_rate: 1e-3\nmax_steps: '7'\nbf16: 'false'\n")
+    _, _, training_args = parse_arguments(TYPES, [str(path)])
+    assert training_args.learning_rate == 1e-3 and isinstance(training_args.learning_rate, float)
+    assert training_args.max_steps == 7 and training_args.bf16 is False
+
+
+def test_yaml_values_of_the_wrong_type_are_one_line_errors(tmp_path):
+    for line in ("max_steps: notanint", "max_steps: 2.5", "learning_rate: fast", "max_steps: [1, 2]"):
+        path = tmp_path / "args.yaml"
+        path.write_text(f"output_dir: {tmp_path / 'out'}\n{line}\n")
+        with pytest.raises(UserError) as caught:
+            parse_arguments(TYPES, [str(path)])
+        message = str(caught.value)
+        assert "args.yaml" in message and line.split(":")[0] in message and "\n" not in message, message
+
+
 def test_config_overrides_are_typed():
     values = parse_config_overrides("hidden_size=48,dropout=0.1,cell_type=gru,tie_word_embeddings=false", RNNConfig())
     assert values == {"hidden_size": 48, "dropout": 0.1, "cell_type": "gru", "tie_word_embeddings": False}

@@ -18,6 +18,7 @@ from typing import Any
 import transformers
 import yaml
 from transformers import HfArgumentParser
+from transformers.hf_argparser import string_to_bool
 
 from hf_textgen.cpu_features import warn_if_half_precision_is_emulated
 from hf_textgen.data.arguments import VOCAB_SIZE_DEFAULTS_HELP
@@ -210,17 +211,53 @@ def _read_error(path: str, error: BaseException) -> UserError:
     return UserError(f"cannot read the arguments file {path}: {reason}")
 
 
+_TYPE_NAMES = {int: "an integer", float: "a number", string_to_bool: "true or false"}
+
+
+def _typed_as_flags(parser: HfArgumentParser, path: str, values: dict[str, Any]) -> dict[str, Any]:
+    """A file's int, float and bool values converted as the same flags are, or a `UserError` naming the one that fails.
+
+    `HfArgumentParser.parse_dict` passes values to the dataclasses untouched, and YAML reads `1e-3` (no dot) or
+    `'7'` as strings, which would reach the optimizer or the Trainer's checks and fail there with a traceback.
+    """
+    converters = {action.dest: action.type for action in parser._actions if action.type in _TYPE_NAMES}
+    typed = dict(values)
+    for name, value in values.items():
+        convert = converters.get(name)
+        if convert is None or value is None:
+            continue
+        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if isinstance(value, str):
+            try:
+                typed[name] = convert(value)
+                continue
+            except (ValueError, argparse.ArgumentTypeError):
+                pass
+        elif convert is float and is_number:
+            typed[name] = float(value)
+            continue
+        elif (convert is int and is_number and isinstance(value, int)) or (
+            convert is string_to_bool and isinstance(value, bool)
+        ):
+            continue
+        raise UserError(f"{path}: {name} must be {_TYPE_NAMES[convert]}, got {value!r}")
+    return typed
+
+
 def _parse_file(parser: HfArgumentParser, path: str) -> tuple:
-    """`HfArgumentParser.parse_yaml_file` / `parse_json_file`, with a user's mistakes as one-line `UserError`s."""
-    read = parser.parse_json_file if path.endswith(".json") else parser.parse_yaml_file
+    """`HfArgumentParser.parse_dict` on a YAML or JSON file (typed as flags); mistakes as one-line `UserError`s."""
     try:
-        return read(path)
-    except UserError as error:  # a dataclass's own check, e.g. no output_dir
-        raise UserError(f"{path}: {error}") from None
+        with open(path, encoding="utf-8") as file:
+            values = json.load(file) if path.endswith(".json") else yaml.safe_load(file)
     except (OSError, UnicodeDecodeError, yaml.YAMLError, json.JSONDecodeError) as error:
         raise _read_error(path, error) from None
-    except AttributeError:  # parse_dict calls .keys() on whatever the file holds
-        raise UserError(f"the arguments file {path} must hold a mapping of argument names to values") from None
+    if not isinstance(values, dict):
+        raise UserError(f"the arguments file {path} must hold a mapping of argument names to values")
+    values = _typed_as_flags(parser, path, values)
+    try:
+        return parser.parse_dict(values)
+    except UserError as error:  # a dataclass's own check, e.g. no output_dir
+        raise UserError(f"{path}: {error}") from None
     except ValueError as error:
         unused = re.search(r"not used by the HfArgumentParser: \[(.*)\]", str(error))
         if unused:
