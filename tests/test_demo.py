@@ -13,8 +13,10 @@ from hf_textgen.commands.demo import RESULTS_NAME
 @pytest.mark.slow
 def test_quick_demo_leaves_a_ready_to_share_model(tmp_path, capsys):
     output_dir = tmp_path / "demo_output"
-    assert cli_main(["demo", "--quick", "--output_dir", str(output_dir)]) == 0
+    # --time_budget times the model's steps first; the quick setting then still runs its 5 steps.
+    assert cli_main(["demo", "--quick", "--time_budget", "60", "--output_dir", str(output_dir)]) == 0
     out = capsys.readouterr().out
+    assert "CPU matrix features: " in out and "5 steps fit the 60 s training budget" in out
 
     for step in ("[1/4]", "[2/4]", "[3/4]", "[4/4]", "validation loss per character", "total time"):
         assert step in out
@@ -50,7 +52,12 @@ def test_refuses_a_folder_that_is_not_an_earlier_demo(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     ("argv", "message"),
-    [(["--max_steps", "0"], "--max_steps"), (["--max_new_tokens", "5000"], "--max_new_tokens"), (["--x"], "--x")],
+    [
+        (["--max_steps", "0"], "--max_steps"),
+        (["--time_budget", "0"], "--time_budget"),
+        (["--max_new_tokens", "5000"], "--max_new_tokens"),
+        (["--x"], "--x"),
+    ],
 )
 def test_bad_flags_are_one_clear_line(tmp_path, argv, message, capsys):
     assert cli_main(["demo", "--quick", "--output_dir", str(tmp_path / "out"), *argv]) == 2
