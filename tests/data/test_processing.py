@@ -137,12 +137,14 @@ def test_blocks_split_when_documents_cannot(tiny_tokenizer, tmp_path, streaming)
     assert train[0]["input_ids"] == stream[BLOCK_SIZE : 2 * BLOCK_SIZE]
 
 
-def test_too_few_blocks_to_split_is_one_clear_error(tiny_tokenizer, tmp_path):
+@pytest.mark.parametrize("streaming", [False, True])
+def test_too_few_blocks_to_split_is_one_clear_error(tiny_tokenizer, tmp_path, streaming):
     path = tmp_path / "short.txt"
     path.write_text("mercy droppeth as the gentle rain\n", encoding="utf-8")
-    args = DataArguments(train_file=[str(path)])
+    args = DataArguments(train_file=[str(path)], streaming=streaming)
     block_size = len(_expected_stream(tiny_tokenizer, ["mercy droppeth as the gentle rain"]))  # exactly one block
-    with pytest.raises(UserError, match=rf"makes 1 block\(s\) of {block_size} tokens.*--validation_file"):
+    message = "fewer than 2 blocks" if streaming else r"makes 1 block\(s\)"
+    with pytest.raises(UserError, match=rf"{message} of {block_size} tokens.*--validation_file"):
         tokenize_and_group(load_raw_datasets(args, split_validation=False), tiny_tokenizer, block_size, args)
 
 

@@ -162,13 +162,20 @@ def tokenize_and_group(
             remove_columns=column_names(dataset),
             **_map_kwargs(dataset, data_args, f"Grouping {split} in blocks of {block_size}"),
         )
-    if "validation" not in grouped:
+    split_here = "validation" not in grouped
+    if split_here:
         percentage = data_args.validation_split_percentage if data_args is not None else 5
         grouped["train"], grouped["validation"] = split_blocks(grouped["train"], percentage, block_size)
     for split, dataset in grouped.items():
         # A stream is checked by reading up to its first block: cheap, and it saves a run that would train for
         # hours and then fail in its first evaluation.
         empty = len(dataset) == 0 if isinstance(dataset, Dataset) else next(iter(dataset), None) is None
+        if empty and split == "train" and split_here:
+            # A stream whose one block went to validation (map-style data is refused in `split_blocks`).
+            raise UserError(
+                f"the training text makes fewer than 2 blocks of {block_size} tokens: too few to split off a "
+                "validation set; give more text, a smaller --block_size or a --validation_file"
+            )
         if empty:
             raise UserError(
                 f"the {split} text is shorter than one block of {block_size} tokens; give more text or a smaller "
