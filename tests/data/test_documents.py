@@ -150,3 +150,22 @@ def test_two_documents_split_into_two_non_empty_parts(tmp_path, streaming):
     raw = load_raw_datasets(DataArguments(train_file=[path], streaming=streaming, validation_split_percentage=50))
     assert _texts(raw["validation"]) == ["First document."]
     assert _texts(raw["train"]) == ["Second document."]
+
+
+def test_compressed_crlf_and_bom_files(tmp_path):
+    import gzip
+
+    text = "\ufeffFirst paragraph,\r\nstill the first.\r\n \r\nSecond one.\r\n"
+    with gzip.open(tmp_path / "wiki.valid.raw.gz", "wt", encoding="utf-8", newline="") as handle:
+        handle.write(text)
+    path = str(tmp_path / "wiki.valid.raw.gz")
+    raw = load_raw_datasets(DataArguments(train_file=[path], validation_file=path))
+    assert _texts(raw["validation"]) == ["First paragraph,\nstill the first.", "Second one."]
+
+
+def test_wikitext_folder(tmp_path):
+    for name in ("wiki.train.tokens", "wiki.valid.tokens", "wiki.test.tokens"):
+        _write(tmp_path / name, wikitext_text())
+    raw = load_raw_datasets(DataArguments(dataset_name=str(tmp_path), sample_by="article"), extra_splits=("test",))
+    assert set(raw) == {"train", "validation", "test"}
+    assert len(raw["validation"]) == len(raw["test"]) == len(ARTICLES)

@@ -190,7 +190,7 @@ def _load(path: str, *, split: str | None = None, cache_dir: str | None, streami
 def _open_text(path: str):
     """A text handle on `path`, decompressing by extension; universal newlines, so "\r\n" files read as "\n"."""
     handle = fsspec.open(path, mode="rb", compression="infer").open()
-    return io.TextIOWrapper(handle, encoding="utf-8", newline=None)
+    return io.TextIOWrapper(handle, encoding="utf-8-sig", newline=None)  # a leading BOM is not text
 
 
 def _head_lines(path: str, max_chars: int = AUTO_PROBE_CHARS) -> tuple[list[str], bool]:
