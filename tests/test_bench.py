@@ -18,7 +18,6 @@ from hf_textgen.benchmarks.contenders import (
     parameter_count,
 )
 from hf_textgen.benchmarks.generation import StepClock
-from hf_textgen.benchmarks.pretraining import split_plays
 from hf_textgen.benchmarks.timing import alternate
 from hf_textgen.cli import run_command
 from hf_textgen.commands import bench
@@ -58,10 +57,16 @@ def tiny_settings(**overrides) -> BenchSettings:
         "quality_heads": 2,
         "quality_context": 16,
         "quality_batch_size": 2,
-        "pretrain_steps": 2,
-        "finetune_steps": 2,
-        "finetune_eval_interval": 1,
-        "eval_per_class": 2,
+        "transfer_pretrain_steps": 2,
+        "transfer_hidden": 16,
+        "transfer_layers": 2,
+        "transfer_heads": 2,
+        "transfer_lm_chars": (500, 1000),
+        "transfer_labels_per_class": (2, 4),
+        "transfer_completion_pairs": (2,),
+        "transfer_finetune_steps": {"language_modeling": 2, "classification": 2, "prompt_completion": 2},
+        "transfer_seeds": (0, 1),
+        "transfer_eval_size": 4,
     }
     return BenchSettings(**{**settings, **overrides})
 
@@ -115,27 +120,23 @@ def test_step_clock_measures_gaps():
     assert len(clock.stamps) == 5
 
 
-def test_bundled_corpus_splits_into_nine_plays():
-    from pathlib import Path
-
-    from hf_textgen.data import bundled_corpus_files
-
-    plays = split_plays(Path(bundled_corpus_files()["train"]).read_text(encoding="utf-8"))
-    assert len(plays) == 9
-    assert "THE TEMPEST" in plays and "TWELFTH NIGHT; OR, WHAT YOU WILL" in plays
-    assert all(text.startswith(title) for title, text in plays.items())
-
-
 def test_results_json_structure(tiny_run):
     folder, results = tiny_run
     written = json.loads((folder / "results.json").read_text())
     assert written["targets"] == results["targets"]
-    assert set(written["comparisons"]) == {"training", "generation", "context", "quality", "pretraining"}
+    assert set(written["comparisons"]) == {
+        "training",
+        "generation",
+        "context",
+        "quality",
+        "transfer",
+        "finetune_recipe",
+    }
     assert written["machine"]["torch_threads"] == 1
     assert (folder / "table.txt").read_text().startswith("target")
     markdown = (folder / "table.md").read_text()
     assert "| training tiny fp32: ours/llama tokens/s |" in markdown and "| tiny, batch 2 |" in markdown
-    for name in ("training", "generation", "context", "quality", "pretraining"):
+    for name in ("training", "generation", "context", "quality", "transfer"):
         assert (folder / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -179,7 +180,7 @@ def test_generation_and_context(tiny_run):
     assert context["orders"] == [["rnn", "transformer"] * 2] * 2
 
 
-def test_quality_and_pretraining(tiny_run):
+def test_quality(tiny_run):
     _, results = tiny_run
     quality = results["comparisons"]["quality"]
     assert set(quality["curves"]) == {"transformer", "lstm", "llama", "gru", "elman_rnn"}
@@ -187,12 +188,6 @@ def test_quality_and_pretraining(tiny_run):
         assert [point["step"] for point in curve] == [0, 2, 4]
         assert curve[0]["seconds"] == 0 < curve[1]["seconds"] < curve[2]["seconds"]
         assert all(0 < point["val_loss"] < 2 * math.log(quality["vocab_size"]) for point in curve)
-    pretraining = results["comparisons"]["pretraining"]
-    assert pretraining["labels"] == ["tragedy", "comedy"] and pretraining["chance_accuracy"] == 0.5
-    assert sorted(pretraining["plays"].values()).count("comedy") == 3 and len(pretraining["plays"]) == 9
-    for curve in pretraining["curves"].values():
-        assert [point["step"] for point in curve] == [0, 1, 2]
-        assert all(0 <= point["accuracy"] <= 1 and point["loss"] > 0 for point in curve)
     # The quick/tiny run does not reach the 2,000 steps nanoGPT's number is for, so it is not judged.
     quality_target = next(t for t in results["targets"] if t["target"].startswith("val loss"))
     assert quality_target["measured"] is None and quality_target["met"] is None
@@ -231,3 +226,145 @@ def test_cli_rejects_bad_flags(tmp_path, capsys):
         bench.main(["--output_dir", str(tmp_path / "y"), "--only", "speed"])
     assert exit_info.value.code == 2
     assert not (tmp_path / "gpu").exists() and not (tmp_path / "x").exists()
+
+
+def test_transfer_results(tiny_run):
+    _, results = tiny_run
+    transfer_results = results["comparisons"]["transfer"]
+    assert set(transfer_results["pretraining"]) == {"transformer", "lstm"}
+    for info in transfer_results["pretraining"].values():
+        assert info["tokens"] == info["steps"] * info["batch_size"] * info["context"] == 2 * 2 * 16
+    amounts = {"language_modeling": ["500", "1000"], "classification": ["2", "4"], "prompt_completion": ["2"]}
+    for family in ("transformer", "lstm"):
+        for task, task_amounts in amounts.items():
+            assert list(transfer_results["results"][family][task]) == task_amounts
+            for by_start in transfer_results["results"][family][task].values():
+                assert set(by_start) == {"pretrained", "scratch"}
+                for metrics in by_start.values():
+                    for summary in metrics.values():
+                        assert len(summary["values"]) == 2  # one per seed
+                        assert summary["mean"] == pytest.approx(statistics.fmean(summary["values"]))
+                        assert summary["std"] == pytest.approx(statistics.stdev(summary["values"]))
+    # Two targets per family (language modelling and classification), at the smallest amount.
+    checks = transfer_results["targets"]
+    assert [(c["family"], c["task"], c["amount"]) for c in checks] == [
+        (family, task, amount)
+        for family in ("transformer", "lstm")
+        for task, amount in (("language_modeling", 500), ("classification", 2))
+    ]
+    for check in checks:
+        cell = transfer_results["results"][check["family"]][check["task"]][str(check["amount"])]
+        pretrained, scratch = cell["pretrained"][check["metric"]], cell["scratch"][check["metric"]]
+        sign = 1 if check["task"] == "classification" else -1  # accuracy up, bits per byte down
+        assert check["gain"] == pytest.approx(sign * (pretrained["mean"] - scratch["mean"]))
+        assert check["met"] == (check["gain"] > 3 * max(pretrained["std"], scratch["std"]))
+    language_modeling = transfer_results["results"]["lstm"]["language_modeling"]["500"]["pretrained"]
+    for loss, bits in zip(language_modeling["loss"]["values"], language_modeling["bits_per_byte"]["values"]):
+        assert bits == pytest.approx(loss / math.log(2))  # the validation play is ASCII: one byte per char
+    markdown = (tiny_run[0] / "table.md").read_text()
+    assert "| transformer | classification (accuracy) | 2 |" in markdown
+
+
+def test_recipe_ablation_results(tiny_run):
+    from hf_textgen.benchmarks.transfer import ABLATION_RECIPES
+
+    _, results = tiny_run
+    ablation = results["comparisons"]["finetune_recipe"]
+    assert list(ablation["recipes"]) == ["from scratch (lr 1e-3)", *ABLATION_RECIPES]
+    assert ablation["amounts"] == {"language_modeling": 500, "classification": 4}
+    for by_task in ablation["results"].values():
+        for by_recipe in by_task.values():
+            assert list(by_recipe) == list(ablation["recipes"])
+    assert "| lr 1e-4, mean pooling |" in (tiny_run[0] / "table.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def transfer_tasks():
+    from pathlib import Path
+
+    from hf_textgen.benchmarks.quality import load_char_corpus
+    from hf_textgen.benchmarks.transfer import build_tasks
+    from hf_textgen.data import bundled_corpus_files
+
+    corpus = load_char_corpus()
+    text = Path(bundled_corpus_files()["validation"]).read_text(encoding="utf-8")
+    return corpus, text, build_tasks(corpus, text, context=64, eval_size=50)
+
+
+def test_transfer_tasks_come_from_the_unseen_play(transfer_tasks):
+    from hf_textgen.benchmarks.transfer import TASK_TRAIN_FRACTION
+
+    corpus, text, tasks = transfer_tasks
+    decode = lambda ids: corpus.tokenizer.decode(ids.tolist())  # noqa: E731
+    flat = text.replace("\n", " ")
+    held_out = flat[int(len(flat) * TASK_TRAIN_FRACTION) :]
+    # Real passages are verbatim text; shuffled ones are the same multiset of words in another order.
+    real, shuffled = tasks.classification_train
+    assert all(decode(passage) in flat for passage in real[:50])
+    for passage in shuffled[:50]:
+        words = decode(passage).split(" ")
+        assert decode(passage) not in flat and len(passage) <= 64 and len(words) >= 4
+    inputs, mask, labels = tasks.classification_eval
+    assert inputs.shape == (100, 64) and labels.tolist() == [0] * 50 + [1] * 50
+    first_real = decode(inputs[0][mask[0].bool()])
+    assert first_real in held_out and first_real not in flat[: int(len(flat) * TASK_TRAIN_FRACTION) - 64]
+    # Prompt -> completion: a speaker's name line, then the first line of the speech.
+    for prompt, completion in tasks.completion_train[:20]:
+        name = decode(prompt)
+        assert name.endswith(".\n") and name[:-2].replace(" ", "").replace("'", "").isupper()
+        assert f"{name}{decode(completion).rstrip()}" in text
+        assert len(prompt) + len(completion) <= 65
+    assert tasks.lm_eval.shape == (50, 65) and tasks.bytes_per_char == 1.0
+
+
+def test_transfer_batches_are_the_same_for_both_starts(transfer_tasks):
+    from hf_textgen.benchmarks.transfer import task_batches
+
+    corpus, _, tasks = transfer_tasks
+    pad_id = corpus.tokenizer.pad_token_id
+    for task, amount in (("language_modeling", 1000), ("classification", 16), ("prompt_completion", 16)):
+        first = task_batches(task, tasks, amount, 5, 8, 64, 3, pad_id)
+        again = task_batches(task, tasks, amount, 5, 8, 64, 3, pad_id)
+        other = task_batches(task, tasks, amount, 5, 8, 64, 4, pad_id)
+        flatten = lambda batches: [t for b in batches for t in (b.values() if isinstance(b, dict) else b)]  # noqa: E731
+        assert all(torch.equal(a, b) for a, b in zip(flatten(first), flatten(again)))
+        assert not all(a.shape == b.shape and torch.equal(a, b) for a, b in zip(flatten(first), flatten(other)))
+    # Language modelling draws only from the first `amount` characters.
+    windows = task_batches("language_modeling", tasks, 1000, 20, 8, 64, 0, pad_id)
+    text = tasks.lm_train[:1000].tolist()
+    for window in torch.cat(windows)[:10]:
+        assert any(text[i : i + 65] == window.tolist() for i in range(1000 - 64))
+    # Classification sees exactly 2 x 16 labelled passages, each class equally.
+    batches = task_batches("classification", tasks, 16, 4, 8, 64, 0, pad_id)  # 32 examples = 4 batches of 8
+    labels = torch.cat([labels for _, _, labels in batches])
+    assert labels.tolist().count(0) == labels.tolist().count(1) == 16
+    # Prompt -> completion: the loss sees only completion tokens.
+    batch = task_batches("prompt_completion", tasks, 16, 1, 8, 64, 0, pad_id)[0]
+    prompt_length = len(tasks.completion_train[0][0])
+    assert ((batch["labels"] != -100).sum(1) > 0).all() and (
+        batch["labels"][batch["attention_mask"] == 0] == -100
+    ).all()
+    assert prompt_length > 2
+
+
+def test_finetune_recipe_schedule_and_layerwise_groups():
+    from hf_textgen import TransformerConfig, TransformerForSequenceClassification
+    from hf_textgen.benchmarks.transfer import Recipe, build_optimizer, lr_factor
+
+    recipe = Recipe(learning_rate=1e-3, warmup_ratio=0.1, lr_scheduler_type="linear", layerwise_lr_decay=0.5)
+    factors = [lr_factor(recipe, step, 100) for step in range(100)]
+    assert factors[:10] == pytest.approx([(step + 1) / 11 for step in range(10)])
+    assert factors[10] == 1.0 and factors[-1] == pytest.approx(1 / 90)
+    cosine = Recipe(learning_rate=1e-3, warmup_ratio=0.0, lr_scheduler_type="cosine")
+    assert lr_factor(cosine, 50, 100) == pytest.approx(0.5)
+    config = TransformerConfig(
+        vocab_size=32, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, num_labels=2
+    )
+    model = TransformerForSequenceClassification(config)
+    optimizer = build_optimizer(model, recipe)
+    scale_of = {id(p): group["lr_scale"] for group in optimizer.param_groups for p in group["params"]}
+    assert scale_of[id(model.score.weight)] == 1.0 and scale_of[id(model.model.norm.weight)] == 1.0
+    assert scale_of[id(model.model.layers[1].self_attn.o_proj.weight)] == 0.5
+    assert scale_of[id(model.model.layers[0].self_attn.o_proj.weight)] == 0.25
+    assert scale_of[id(model.model.embed_tokens.weight)] == 0.125
+    assert len(scale_of) == len(list(model.parameters()))

@@ -533,9 +533,10 @@ class CausalLMModelTestMixin:
         outputs.loss.backward()
         assert all(parameter.grad is not None for parameter in model.parameters())
 
+    @pytest.mark.parametrize("classifier_pooling", ["last", "mean"])
     @pytest.mark.parametrize("padding_side", ["left", "right"])
-    def test_classification_pooling_ignores_padding(self, padding_side):
-        model = self._classifier()
+    def test_classification_pooling_ignores_padding(self, padding_side, classifier_pooling):
+        model = self._classifier(classifier_pooling=classifier_pooling)
         config = model.config
         rows = [self.random_ids(config, 1, length, seed=length) for length in (4, 7)]
         input_ids = torch.full((2, 7), self.pad_id(config), dtype=torch.long)
@@ -549,6 +550,20 @@ class CausalLMModelTestMixin:
             for index, row in enumerate(rows):
                 alone = model(input_ids=row, attention_mask=torch.ones_like(row)).logits
                 torch.testing.assert_close(batched[index : index + 1], alone, atol=self.atol, rtol=1e-4)
+
+    def test_classification_mean_pooling_averages_the_real_tokens(self):
+        model = self._classifier(classifier_pooling="mean")
+        input_ids = self.random_ids(model.config, 2, 6)
+        attention_mask = torch.tensor([[1] * 6, [1] * 4 + [0] * 2])
+        with torch.no_grad():
+            logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+            hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        expected = torch.stack([hidden[0].mean(0), hidden[1, :4].mean(0)]) @ model.score.weight.T
+        if model.score.bias is not None:
+            expected = expected + model.score.bias
+        torch.testing.assert_close(logits, expected, atol=self.atol, rtol=1e-4)
+        with pytest.raises(ValueError, match="classifier_pooling"):
+            type(model.config)(**{**model.config.to_dict(), "classifier_pooling": "max"})
 
     def test_classification_save_load(self, tmp_path):
         model = self._classifier(num_labels=2)

@@ -84,16 +84,43 @@ def plot_quality(quality: dict, path: Path) -> None:
     plt.close(figure)
 
 
-def plot_pretraining(pretraining: dict, path: Path) -> None:
-    figure, ax = plt.subplots(figsize=(7, 4.5))
-    for name, curve in pretraining["curves"].items():
-        ax.plot([point["step"] for point in curve], [point["accuracy"] * 100 for point in curve], "o-", label=name)
-    ax.axhline(pretraining["chance_accuracy"] * 100, color="grey", linestyle="--", label="chance")
-    ax.set_xlabel("fine-tuning steps")
-    ax.set_ylabel("held-out accuracy (%)")
-    ax.set_title("Tragedy or comedy? Classifier fine-tuned from a pretrained LM vs from scratch")
-    ax.legend()
-    ax.grid(alpha=0.3)
+TRANSFER_AXES = {
+    "language_modeling": ("task text (characters)", "held-out bits per byte", "bits_per_byte"),
+    "classification": ("labelled examples per class", "held-out accuracy (%)", "accuracy"),
+    "prompt_completion": ("prompt -> completion pairs", "held-out completion loss (nats/char)", "loss"),
+}
+TRANSFER_TITLES = {
+    "language_modeling": "Language modelling on an unseen play",
+    "classification": "Real or word-shuffled passage?",
+    "prompt_completion": "Speaker name -> first line",
+}
+
+
+def plot_transfer(transfer: dict, path: Path) -> None:
+    """One panel per task: each family's pretrained and scratch start against the amount of task data."""
+    tasks = list(transfer["amounts"])
+    figure, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4.5), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        xlabel, ylabel, metric = TRANSFER_AXES[task]
+        scale = 100 if metric == "accuracy" else 1
+        for family, by_task in transfer["results"].items():
+            by_amount = by_task[task]
+            amounts = [int(amount) for amount in by_amount]
+            for start, style in (("pretrained", "o-"), ("scratch", "s--")):
+                means = [by_amount[str(a)][start][metric]["mean"] * scale for a in amounts]
+                stds = [by_amount[str(a)][start][metric]["std"] * scale for a in amounts]
+                ax.errorbar(amounts, means, yerr=stds, fmt=style, capsize=3, label=f"{family}, {start}")
+        if metric == "accuracy":
+            ax.axhline(50, color="grey", linestyle=":", label="chance")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(TRANSFER_TITLES[task])
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    figure.suptitle(
+        f"Fine-tuned from a pretrained LM vs from scratch, mean and std over {len(transfer['seeds'])} seeds"
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -104,7 +131,7 @@ PLOTTERS = {
     "generation": plot_generation,
     "context": plot_context,
     "quality": plot_quality,
-    "pretraining": plot_pretraining,
+    "transfer": plot_transfer,
 }
 
 

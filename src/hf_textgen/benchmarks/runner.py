@@ -6,7 +6,9 @@ import contextlib
 import dataclasses
 import datetime
 import json
+import math
 import platform
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -17,10 +19,12 @@ import transformers
 
 from hf_textgen.benchmarks.contenders import SHAPES, Shape
 from hf_textgen.benchmarks.timing import available_cpus, cpu_model_name, load_average
+from hf_textgen.benchmarks.transfer import HEADLINE
 from hf_textgen.cpu_features import detect_cpu_features, warn_if_half_precision_is_emulated
 
 # Comparison names accepted by `--only`; "mfu" is computed from the training comparison's runs.
-COMPARISONS = ("training", "mfu", "generation", "context", "quality", "pretraining")
+# "transfer" is what pretraining buys; "finetune_recipe" the ablation that chose its fine-tuning recipe.
+COMPARISONS = ("training", "mfu", "generation", "context", "quality", "transfer", "finetune_recipe")
 
 
 @dataclass
@@ -41,7 +45,8 @@ class BenchSettings:
         generation_batch_sizes / prompt_len / new_tokens / generation_repeats: Generation workload.
         context_shape / context_lengths / context_new_tokens / context_repeats: Cost-growth workload.
         quality_*: nanoGPT-recipe run (steps, evaluation, model size).
-        pretrain_steps / finetune_steps / finetune_eval_interval / eval_per_class: Pretraining comparison.
+        transfer_*: What pretraining buys (`benchmarks.transfer`): pretraining steps, model size, task amounts,
+            fine-tuning steps per task, seeds, held-out size; `recipe_*`: the fine-tuning recipe ablation.
     """
 
     only: tuple[str, ...] = COMPARISONS
@@ -72,10 +77,20 @@ class BenchSettings:
     quality_heads: int = 4
     quality_context: int = 64
     quality_batch_size: int = 12
-    pretrain_steps: int = 1000
-    finetune_steps: int = 300
-    finetune_eval_interval: int = 25
-    eval_per_class: int = 100
+    transfer_pretrain_steps: int = 1000
+    transfer_hidden: int = 128
+    transfer_layers: int = 4
+    transfer_heads: int = 4
+    transfer_lm_chars: tuple[int, ...] = (1000, 4000, 16000)
+    transfer_labels_per_class: tuple[int, ...] = (16, 64, 256)
+    transfer_completion_pairs: tuple[int, ...] = (16, 64, 256)
+    transfer_finetune_steps: dict[str, int] = field(
+        default_factory=lambda: {"language_modeling": 40, "classification": 50, "prompt_completion": 30}
+    )
+    transfer_batch_size: int = 8
+    transfer_seeds: tuple[int, ...] = (0, 1, 2)
+    transfer_eval_size: int = 200
+    recipe_seeds: tuple[int, ...] = (0, 1)
 
     @classmethod
     def full(cls, **overrides) -> BenchSettings:
@@ -97,10 +112,16 @@ class BenchSettings:
             "quality_steps": 200,
             "quality_eval_interval": 50,
             "quality_eval_iters": 5,
-            "pretrain_steps": 150,
-            "finetune_steps": 60,
-            "finetune_eval_interval": 20,
-            "eval_per_class": 16,
+            "transfer_pretrain_steps": 150,
+            "transfer_hidden": 64,
+            "transfer_layers": 2,
+            "transfer_lm_chars": (1000,),
+            "transfer_labels_per_class": (16,),
+            "transfer_completion_pairs": (16,),
+            "transfer_finetune_steps": {"language_modeling": 30, "classification": 30, "prompt_completion": 30},
+            "transfer_seeds": (0, 1),
+            "transfer_eval_size": 64,
+            "recipe_seeds": (0,),
         }
         return cls(**{**settings, **overrides})
 
@@ -108,6 +129,10 @@ class BenchSettings:
         data = dataclasses.asdict(self)
         data["context_shape"] = self.context_shape.to_dict()
         return data
+
+
+def _mean_std(summary: dict) -> str:
+    return f"{summary['mean']:.3f} ± {summary['std']:.3f}"
 
 
 def _wants(settings: BenchSettings, *names: str) -> bool:
@@ -165,6 +190,11 @@ def evaluate_targets(comparisons: dict, settings: BenchSettings) -> list[dict]:
         measured = quality["final"]["transformer"]["val_loss"] if at_reference else None
         name = f"val loss after {reference['steps']} steps (ours, Transformer)"
         add(name, measured, reference["val_loss"], False, "")
+    for check in comparisons.get("transfer", {}).get("targets", []):
+        # Gain of the pretrained start over scratch at the smallest task size, in units of the seed spread.
+        ratio = check["gain"] / check["spread"] if check["spread"] > 0 else math.copysign(math.inf, check["gain"])
+        name = f"pretrained - scratch, {check['family']} {check['task']} at {check['amount']}: gain / spread"
+        add(name, ratio, 3, True)
     return targets
 
 
@@ -194,10 +224,14 @@ def format_table(results: dict) -> str:
     if quality:
         cells = ", ".join(f"{n} {v['val_loss']:.3f} in {v['seconds']:.0f}s" for n, v in quality["final"].items())
         lines.append(f"quality: val loss after {quality['final']['transformer']['steps']} steps: {cells}")
-    pretraining = comparisons.get("pretraining")
-    if pretraining:
-        cells = ", ".join(f"{n} {v['accuracy']:.1%}" for n, v in pretraining["final"].items())
-        lines.append(f"pretraining: held-out accuracy {cells} (chance {pretraining['chance_accuracy']:.1%})")
+    transfer = comparisons.get("transfer")
+    if transfer:
+        for family, by_task in transfer["results"].items():
+            for task, by_amount in by_task.items():
+                metric = HEADLINE[task]
+                for amount, by_start in by_amount.items():
+                    cells = ", ".join(f"{start} {_mean_std(values[metric])}" for start, values in by_start.items())
+                    lines.append(f"transfer {family} {task} {amount}: {metric} {cells}")
     return "\n".join(lines)
 
 
@@ -255,14 +289,81 @@ def format_markdown(results: dict) -> str:
             )
         reference = quality["nanogpt_reference"]
         lines.append(f"| nanoGPT (published), {reference['steps']} steps | | {reference['val_loss']} | |")
-    pretraining = comparisons.get("pretraining")
-    if pretraining:
-        steps = [point["step"] for point in pretraining["curves"]["pretrained"]]
-        lines += ["", "| held-out accuracy after fine-tuning steps | " + " | ".join(map(str, steps)) + " |"]
-        lines.append("| --- |" + " ---: |" * len(steps))
-        for name, curve in pretraining["curves"].items():
-            lines.append(f"| {name} | " + " | ".join(f"{point['accuracy']:.1%}" for point in curve) + " |")
+    transfer = comparisons.get("transfer")
+    if transfer:
+        lines += ["", "| family | task | amount | from the pretrained LM | from scratch | gain |"]
+        lines.append("| --- | --- | ---: | ---: | ---: | ---: |")
+        for family, by_task in transfer["results"].items():
+            for task, by_amount in by_task.items():
+                metric = HEADLINE[task]
+                for amount, by_start in by_amount.items():
+                    pretrained, scratch = by_start["pretrained"][metric], by_start["scratch"][metric]
+                    cells = (
+                        f"{_mean_std(pretrained)} | {_mean_std(scratch)} | {pretrained['mean'] - scratch['mean']:+.3f}"
+                    )
+                    lines.append(f"| {family} | {task} ({metric}) | {amount} | {cells} |")
+    recipe = comparisons.get("finetune_recipe")
+    if recipe:
+        columns = [(family, task) for family, by_task in recipe["results"].items() for task in by_task]
+        header = " | ".join(f"{family} {task} ({HEADLINE[task]})" for family, task in columns)
+        lines += ["", f"| recipe | {header} |", "| --- |" + " ---: |" * len(columns)]
+        for name in recipe["recipes"]:
+            cells = " | ".join(
+                _mean_std(recipe["results"][family][task][name][HEADLINE[task]]) for family, task in columns
+            )
+            lines.append(f"| {name} | {cells} |")
     return "\n".join(lines)
+
+
+def _run_transfer_comparisons(settings: BenchSettings, corpus, comparisons: dict, timed, log) -> None:
+    """Pretrain each family once (into a temporary folder), then run "transfer" and/or "finetune_recipe" on it."""
+    from hf_textgen.benchmarks import transfer
+    from hf_textgen.data import bundled_corpus_files
+
+    task_text = Path(bundled_corpus_files()["validation"]).read_text(encoding="utf-8")
+    with tempfile.TemporaryDirectory() as folder:
+        with timed("transfer_pretraining", "what pretraining buys: pretraining"):
+            setup, pretraining = transfer.prepare(
+                corpus,
+                task_text,
+                Path(folder),
+                pretrain_steps=settings.transfer_pretrain_steps,
+                hidden=settings.transfer_hidden,
+                layers=settings.transfer_layers,
+                heads=settings.transfer_heads,
+                context=settings.quality_context,
+                pretrain_batch_size=settings.quality_batch_size,
+                finetune_batch_size=settings.transfer_batch_size,
+                eval_size=settings.transfer_eval_size,
+                log=log,
+            )
+        if _wants(settings, "finetune_recipe"):
+            with timed("finetune_recipe", "fine-tuning recipe ablation"):
+                # The smallest text, and the middle number of labels (at the smallest, every recipe is near chance).
+                labels = sorted(settings.transfer_labels_per_class)
+                amounts = {
+                    "language_modeling": min(settings.transfer_lm_chars),
+                    "classification": labels[len(labels) // 2],
+                }
+                comparisons["finetune_recipe"] = {
+                    "pretraining": pretraining,
+                    **transfer.run_recipe_ablation(
+                        setup, amounts, settings.transfer_finetune_steps, settings.recipe_seeds, log=log
+                    ),
+                }
+        if _wants(settings, "transfer"):
+            with timed("transfer", "what pretraining buys: fine-tuning, pretrained vs scratch"):
+                amounts = {
+                    "language_modeling": settings.transfer_lm_chars,
+                    "classification": settings.transfer_labels_per_class,
+                    "prompt_completion": settings.transfer_completion_pairs,
+                }
+                comparisons["transfer"] = {
+                    "pretraining": pretraining,
+                    **transfer.run_transfer(
+                        setup, amounts, settings.transfer_finetune_steps, settings.transfer_seeds, log=log
+                    ),
+                }
 
 
 def run_benchmarks(settings: BenchSettings, output_dir: Path, log: Callable[[str], None] = print) -> dict:
@@ -331,9 +432,9 @@ def run_benchmarks(settings: BenchSettings, output_dir: Path, log: Callable[[str
                 warmup=1,
                 **common,
             )
-    if _wants(settings, "quality", "pretraining"):
+    if _wants(settings, "quality", "transfer", "finetune_recipe"):
         if device.type != "cpu":
-            raise ValueError("the quality and pretraining comparisons run on the CPU only; use --only to skip them")
+            raise ValueError("the quality and transfer comparisons run on the CPU only; use --only to skip them")
         from hf_textgen.benchmarks.quality import load_char_corpus
 
         corpus = load_char_corpus()
@@ -354,27 +455,8 @@ def run_benchmarks(settings: BenchSettings, output_dir: Path, log: Callable[[str
                 seed=settings.seed,
                 log=log,
             )
-    if _wants(settings, "pretraining"):
-        from hf_textgen.benchmarks.pretraining import run_pretraining
-        from hf_textgen.data import bundled_corpus_files
-
-        with timed("pretraining", "what pretraining buys"):
-            train_text = Path(bundled_corpus_files()["train"]).read_text(encoding="utf-8")
-            comparisons["pretraining"] = run_pretraining(
-                corpus,
-                train_text,
-                settings.pretrain_steps,
-                settings.finetune_steps,
-                settings.finetune_eval_interval,
-                eval_per_class=settings.eval_per_class,
-                passage_chars=settings.quality_context,
-                hidden=settings.quality_hidden,
-                layers=settings.quality_layers,
-                heads=settings.quality_heads,
-                pretrain_batch_size=settings.quality_batch_size,
-                seed=settings.seed,
-                log=log,
-            )
+    if _wants(settings, "transfer", "finetune_recipe"):
+        _run_transfer_comparisons(settings, corpus, comparisons, timed, log)
 
     results["machine"]["load_average_after"] = load_average()
     results["seconds"] = seconds

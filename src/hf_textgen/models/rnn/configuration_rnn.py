@@ -42,6 +42,9 @@ class RNNConfig(PreTrainedConfig):
             `RNNForSequenceClassification`; a causal language model cannot look at future tokens, so
             `RNNForCausalLM` refuses it.
         tie_word_embeddings (`bool`, defaults to `True`): Share the input embedding matrix with the output layer.
+        classifier_pooling (`str`, defaults to `"last"`): How `RNNForSequenceClassification` summarises a sequence:
+            `"last"` (the state after the last real token, plus the backward direction's after the first) or
+            `"mean"` (the mean output over the real tokens).
         scale_embedding (`bool`, defaults to `True`): Multiply the token embeddings by sqrt(embedding width), as the
             Transformer paper does (Vaswani et al. 2017, section 3.4; transformers' `scale_embedding` in Bart and
             Marian). With the embeddings stored at std `embedding_size**-0.5`, the recurrent layers see unit-scale
@@ -92,6 +95,7 @@ class RNNConfig(PreTrainedConfig):
     cell_type: str = "lstm"
     dropout: float | int = 0.2
     bidirectional: bool = False
+    classifier_pooling: str = "last"
     tie_word_embeddings: bool = True
     scale_embedding: bool = True
     final_norm: bool = True
@@ -144,6 +148,8 @@ class RNNConfig(PreTrainedConfig):
                 f"({self.hidden_size}): the output layer reuses the embedding matrix. Set tie_word_embeddings=False "
                 "or make the sizes equal."
             )
+        if self.classifier_pooling not in ("last", "mean"):
+            raise ValueError(f"`classifier_pooling` must be 'last' or 'mean', got {self.classifier_pooling!r}.")
         for name in ("bidirectional", "scale_embedding", "final_norm"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be True or False, got {getattr(self, name)!r}.")

@@ -458,7 +458,8 @@ class RNNForCausalLM(RNNPreTrainedModel, GenerationMixin):
 
 
 class RNNForSequenceClassification(RNNPreTrainedModel):
-    """The backbone plus a linear classifier over the last real token (and the first, for the backward direction).
+    """The backbone plus a linear classifier over the last real token (and the first, for the backward direction),
+    or over the mean of the real tokens' outputs with `config.classifier_pooling="mean"`.
 
     Pooling reads the mask, so padding on either side gives the same logits as the unpadded text. Without an
     `attention_mask`, tokens equal to `config.pad_token_id` are treated as padding.
@@ -515,10 +516,17 @@ class RNNForSequenceClassification(RNNPreTrainedModel):
             last = torch.where(real, positions, -1).amax(dim=1).clamp(min=0)  # (B,)
             first = torch.where(real, positions, seq_len).amin(dim=1).clamp(max=seq_len - 1)  # (B,)
         hidden = self.config.hidden_size
-        # The forward direction has read the whole text at its last token; the backward one at its first token.
-        pooled = hidden_states[rows, last, :hidden]  # (B, H)
-        if self.config.bidirectional:
-            pooled = torch.cat([pooled, hidden_states[rows, first, hidden:]], dim=-1)  # (B, 2H)
+        if self.config.classifier_pooling == "mean":
+            if attention_mask is None:
+                pooled = hidden_states.mean(1)  # (B, H * directions)
+            else:
+                weights = attention_mask.unsqueeze(-1).to(hidden_states.dtype)  # (B, T, 1)
+                pooled = (hidden_states * weights).sum(1) / weights.sum(1).clamp(min=1)  # (B, H * directions)
+        else:
+            # The forward direction has read the whole text at its last token; the backward one at its first token.
+            pooled = hidden_states[rows, last, :hidden]  # (B, H)
+            if self.config.bidirectional:
+                pooled = torch.cat([pooled, hidden_states[rows, first, hidden:]], dim=-1)  # (B, 2H)
         logits = self.score(pooled)  # (B, num_labels)
 
         loss = None

@@ -18,6 +18,7 @@ from transformers import PreTrainedConfig  # noqa: E402
 # RoPE variants whose inverse frequencies depend only on the config, so cos/sin can be computed per forward
 # without `dynamic_rope_update` (which rescales on the fly and would break `torch.compile`).
 SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3", "yarn")
+CLASSIFIER_POOLING = ("last", "mean")
 SUPPORTED_ACTIVATIONS = ("silu", "gelu", "gelu_pytorch_tanh", "relu")
 # Fields with the same name and meaning in transformers' `LlamaConfig` (plus `rope_parameters`, copied apart).
 _LLAMA_FIELDS = (
@@ -86,6 +87,10 @@ class TransformerConfig(PreTrainedConfig):
             chunk by chunk without materialising the `(batch, seq_len, vocab_size)` logits: the same loss and
             gradients with far less memory traffic, but the output's `logits` is None. Evaluation and generation
             always return logits.
+        classifier_pooling: How `TransformerForSequenceClassification` summarises a sequence: `"last"` (the last
+            real token's hidden state, which has attended to the whole text) or `"mean"` (the mean over the real
+            tokens, as ModernBERT's `classifier_pooling="mean"`; fine-tuned from a pretrained LM on few labels it
+            is the better choice, see the README's "What pretraining buys").
 
     Example:
 
@@ -131,6 +136,7 @@ class TransformerConfig(PreTrainedConfig):
     attention_dropout: int | float = 0.0
     hidden_dropout: int | float = 0.0
     fused_loss_in_training: bool = True
+    classifier_pooling: str = "last"
 
     def __post_init__(self, **kwargs):
         if self.num_key_value_heads is None:
@@ -187,6 +193,10 @@ class TransformerConfig(PreTrainedConfig):
             raise ValueError(f"`rms_norm_eps` must be positive, got {self.rms_norm_eps!r}.")
         if not self.initializer_range >= 0:
             raise ValueError(f"`initializer_range` must be non-negative, got {self.initializer_range!r}.")
+        if self.classifier_pooling not in CLASSIFIER_POOLING:
+            raise ValueError(
+                f"`classifier_pooling` must be one of {CLASSIFIER_POOLING}, got {self.classifier_pooling!r}."
+            )
         for name in ("attention_dropout", "hidden_dropout"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:

@@ -760,10 +760,11 @@ def _load_converted(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> No
 
 
 class TransformerForSequenceClassification(TransformerPreTrainedModel):
-    """The decoder stack with a linear classifier on the hidden state of each sequence's last real token.
+    """The decoder stack with a linear classifier on a summary of each sequence's hidden states.
 
-    The last real token is the last position where `attention_mask` is 1 (left or right padding both work);
-    without a mask, the last token that is not `pad_token_id`.
+    The summary is `config.classifier_pooling`: the hidden state of the last real token ("last", the default) or
+    the mean over the real tokens ("mean"). Real tokens are where `attention_mask` is 1 (left or right padding
+    both work); without a mask, the tokens that are not `pad_token_id`.
 
     Args:
         config: The model configuration (`num_labels`, `problem_type` as in transformers).
@@ -776,22 +777,31 @@ class TransformerForSequenceClassification(TransformerPreTrainedModel):
         self.score = nn.Linear(config.hidden_size, config.num_labels, bias=False)
         self.post_init()
 
-    def _last_token_indices(
+    def _real_tokens(
         self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None, batch_size: int, seq_len: int
-    ) -> torch.Tensor:
+    ) -> torch.Tensor | None:
+        """`(B, T)` True where a token is real (not padding); None when the batch cannot say (one unpadded row)."""
         device = self.score.weight.device
-        token_indices = torch.arange(seq_len, device=device)
         if attention_mask is not None and attention_mask.ndim == 2:
-            real = attention_mask[:, -seq_len:].to(device) != 0  # (B, T)
-        elif input_ids is not None and self.config.pad_token_id is not None:
-            real = input_ids.to(device) != self.config.pad_token_id
-        else:
-            if batch_size != 1:
-                raise ValueError(
-                    "Cannot find the last real token of a batch without `attention_mask` or `config.pad_token_id`."
-                )
-            return torch.full((batch_size,), seq_len - 1, device=device)
-        return (token_indices * real).argmax(-1)  # (B,), rightmost real token
+            return attention_mask[:, -seq_len:].to(device) != 0
+        if input_ids is not None and self.config.pad_token_id is not None:
+            return input_ids.to(device) != self.config.pad_token_id
+        if batch_size != 1:
+            raise ValueError(
+                "Cannot find the real tokens of a batch without `attention_mask` or `config.pad_token_id`."
+            )
+        return None
+
+    def _pool(self, hidden_states: torch.Tensor, real: torch.Tensor | None) -> torch.Tensor:
+        """`(B, T, C)` -> `(B, C)` by `config.classifier_pooling`: the last real token or the mean of the real ones."""
+        batch_size, seq_len = hidden_states.shape[:2]
+        if real is None:
+            real = torch.ones(batch_size, seq_len, dtype=torch.bool, device=hidden_states.device)
+        if self.config.classifier_pooling == "mean":
+            weights = real.unsqueeze(-1).to(hidden_states.dtype)  # (B, T, 1)
+            return (hidden_states * weights).sum(1) / weights.sum(1).clamp(min=1)
+        last = (torch.arange(seq_len, device=real.device) * real).argmax(-1)  # (B,), rightmost real token
+        return hidden_states[torch.arange(batch_size, device=hidden_states.device), last]
 
     @can_return_tuple
     def forward(
@@ -831,10 +841,8 @@ class TransformerForSequenceClassification(TransformerPreTrainedModel):
             output_hidden_states=kwargs.pop("output_hidden_states", None),
         )
         hidden_states = outputs.last_hidden_state  # (B, T, C)
-        batch_size, seq_len = hidden_states.shape[:2]
-        last = self._last_token_indices(input_ids, attention_mask, batch_size, seq_len)
-        pooled = hidden_states[torch.arange(batch_size, device=hidden_states.device), last]  # (B, C)
-        logits = self.score(pooled)  # (B, num_labels)
+        real = self._real_tokens(input_ids, attention_mask, *hidden_states.shape[:2])
+        logits = self.score(self._pool(hidden_states, real))  # (B, num_labels)
 
         loss = None
         if labels is not None:
