@@ -5,7 +5,13 @@ import random
 
 import pytest
 import torch
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, DataCollatorForSeq2Seq
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorForSeq2Seq,
+    TrainerCallback,
+)
 
 from hf_textgen import cli
 from hf_textgen.training.finetune import IGNORE_INDEX, tokenize_prompt_completion
@@ -114,3 +120,78 @@ def test_causal_lm_continues_from_a_model(tmp_path, pretrained_transformer, tiny
     state = json.loads((output_dir / "trainer_state.json").read_text())
     assert state["global_step"] == 6
     assert (output_dir / "tokenizer.json").is_file()
+
+
+class _CaptureOptimizer(TrainerCallback):
+    """Records, per parameter, the learning rate the Trainer's optimizer starts from (before its schedule)."""
+
+    def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
+        self.model = model
+        self.lr_of = {id(p): group["initial_lr"] for group in optimizer.param_groups for p in group["params"]}
+
+
+def _classification_data(tmp_path):
+    rng = random.Random(0)
+    rows = ["text,label"] + [f"a play of {rng.choice(['love', 'war'])},{rng.choice(['a', 'b'])}" for _ in range(40)]
+    data = tmp_path / "plays.csv"
+    data.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return data
+
+
+def _finetune_with_capture(argv):
+    from hf_textgen.commands.finetune import parse_finetune_arguments
+    from hf_textgen.training.finetune import run_finetune
+
+    model_args, data_args, finetune_args, training_args, peft_args = parse_finetune_arguments(argv)
+    capture = _CaptureOptimizer()
+    run_finetune(model_args, data_args, finetune_args, training_args, callbacks=[capture], peft_args=peft_args)
+    return capture
+
+
+def test_finetune_from_pretrained_uses_the_measured_recipe(tmp_path, pretrained_transformer):
+    # Layer-wise learning rates (ULMFiT, x0.5 per layer below the head) and mean pooling for the new head.
+    output_dir = tmp_path / "classifier"
+    argv = ["--task", "classification", "--model_name_or_path", str(pretrained_transformer)]
+    argv += ["--train_file", str(_classification_data(tmp_path)), "--output_dir", str(output_dir), *COMMON]
+    capture = _finetune_with_capture(argv)
+    model, lr_of = capture.model, capture.lr_of
+    assert lr_of[id(model.score.weight)] == lr_of[id(model.model.norm.weight)] == pytest.approx(1e-3)
+    assert lr_of[id(model.model.layers[0].self_attn.o_proj.weight)] == pytest.approx(5e-4)  # the one layer
+    assert lr_of[id(model.model.embed_tokens.weight)] == pytest.approx(2.5e-4)
+    assert AutoConfig.from_pretrained(output_dir).classifier_pooling == "mean"
+    results = json.loads((output_dir / "train_results.json").read_text())
+    assert results["base_model"] == str(pretrained_transformer)
+
+    # The user's choice wins: one rate for every weight, last-token pooling.
+    output_dir = tmp_path / "flat"
+    argv = ["--task", "classification", "--model_name_or_path", str(pretrained_transformer)]
+    argv += ["--train_file", str(_classification_data(tmp_path)), "--output_dir", str(output_dir), *COMMON]
+    argv += ["--layerwise_lr_decay", "1", "--classifier_pooling", "last", "--learning_rate", "2e-4"]
+    capture = _finetune_with_capture(argv)
+    assert list(capture.lr_of.values()) == pytest.approx([2e-4] * len(capture.lr_of))
+    assert AutoConfig.from_pretrained(output_dir).classifier_pooling == "last"
+
+
+def test_finetune_from_scratch_trains_every_weight_at_one_rate(tmp_path, tiny_tokenizer_path):
+    output_dir = tmp_path / "scratch"
+    argv = ["--task", "classification", "--model_type", "transformer", "--config_overrides", TINY_TRANSFORMER]
+    argv += ["--tokenizer_name", tiny_tokenizer_path, "--train_file", str(_classification_data(tmp_path))]
+    argv += ["--output_dir", str(output_dir), *COMMON]
+    capture = _finetune_with_capture(argv)
+    assert list(capture.lr_of.values()) == pytest.approx([1e-3] * len(capture.lr_of))
+    assert AutoConfig.from_pretrained(output_dir).classifier_pooling == "last"
+    assert "base_model" not in json.loads((output_dir / "train_results.json").read_text())
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--layerwise_lr_decay", "0"], "--layerwise_lr_decay must be in (0, 1]"),
+        (["--classifier_pooling", "max"], "--classifier_pooling must be 'last' or 'mean'"),
+    ],
+)
+def test_finetune_recipe_flags_are_checked(tmp_path, capsys, flags, message):
+    argv = ["finetune", "--task", "classification", "--model_type", "transformer", "--output_dir", str(tmp_path / "o")]
+    assert cli.main([*argv, *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

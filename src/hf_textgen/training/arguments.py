@@ -125,10 +125,29 @@ class FinetuneArguments:
     )
     max_source_length: int = field(default=256, metadata={"help": "seq2seq: truncate inputs to this many tokens."})
     max_target_length: int = field(default=128, metadata={"help": "seq2seq: truncate targets to this many tokens."})
+    layerwise_lr_decay: float | None = field(
+        default=None,
+        metadata={
+            "help": "Layer-wise learning rates (ULMFiT): the head trains at --learning_rate and each layer below at "
+            "this factor times the one above, down to the embeddings. Default: 0.5 from a pretrained folder "
+            "(--model_name_or_path, not --task seq2seq or --use_peft), 1 (one rate for all) otherwise."
+        },
+    )
+    classifier_pooling: str | None = field(
+        default=None,
+        metadata={
+            "help": "classification: summarise a text by its last token's hidden state ('last') or the mean over "
+            "its tokens ('mean'). Default: 'mean' for a new head on a pretrained LM, else the config's own."
+        },
+    )
 
     def __post_init__(self):
         if self.task not in FINETUNE_TASKS:
             raise UserError(f"unknown --task {self.task!r}; choose one of: {', '.join(FINETUNE_TASKS)}")
+        if self.layerwise_lr_decay is not None and not 0 < self.layerwise_lr_decay <= 1:
+            raise UserError(f"--layerwise_lr_decay must be in (0, 1], got {self.layerwise_lr_decay}")
+        if self.classifier_pooling not in (None, "last", "mean"):
+            raise UserError(f"--classifier_pooling must be 'last' or 'mean', got {self.classifier_pooling!r}")
 
 
 def _accelerator_available() -> bool:

@@ -55,6 +55,7 @@ from hf_textgen.training.common import (
 )
 from hf_textgen.training.interrupt import StopOnSignal, TrainingInterrupted, stop_on_signal
 from hf_textgen.training.lora import PeftArguments, apply_lora, check_peft_available, merge_lora
+from hf_textgen.training.optimization import layerwise_adamw
 from hf_textgen.training.results import RankSyncCallback, finish
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,8 @@ class Task:
             makes naming a model mandatory.
         reports_perplexity: Whether evaluation adds `perplexity` (exp of the per-token `eval_loss`).
         pads_batches: Whether batches are padded (the config then needs a `pad_token_id`).
+        layerwise_lr_decay: Below 1, the optimizer gives each layer this factor of the learning rate of the layer
+            above it (`hf_textgen.training.optimization`); 1 trains every weight at the same rate.
     """
 
     name: str
@@ -81,6 +84,7 @@ class Task:
     default_model_type: str | None = DEFAULT_MODEL_TYPE
     reports_perplexity: bool = True
     pads_batches: bool = True
+    layerwise_lr_decay: float = 1.0
 
     def check_arguments(self, model_args: ModelArguments, data_args: DataArguments, training_args) -> None:
         """Refuse argument combinations the task cannot train with (before anything is loaded)."""
@@ -281,6 +285,21 @@ def run_task(
             "training a new %s model from scratch: %.2fM parameters", config.model_type, model.num_parameters() / 1e6
         )
 
+    # ULMFiT's discriminative learning rates need their own parameter groups; the Trainer still schedules them.
+    optimizer = None
+    if task.layerwise_lr_decay != 1.0:
+        try:
+            optimizer = layerwise_adamw(
+                model,
+                training_args.learning_rate,
+                task.layerwise_lr_decay,
+                training_args.weight_decay,
+                betas=(training_args.adam_beta1, training_args.adam_beta2),
+                eps=training_args.adam_epsilon,
+            )
+        except ValueError as error:
+            raise UserError(str(error)) from None
+
     # Every check has passed: from here on the output folder may be written.
     prepare_output_dir(training_args, resume_from)
     if not torch.cuda.is_available():
@@ -294,6 +313,7 @@ def run_task(
         data_collator=task.data_collator(tokenizer, model),
         compute_metrics=task.compute_metrics(tokenizer) if eval_dataset is not None else None,
         callbacks=[RankSyncCallback(), *(callbacks or [])],
+        optimizers=(optimizer, None),
     )
 
     train_metrics = None
@@ -311,6 +331,8 @@ def run_task(
                 last_complete_checkpoint(training_args.output_dir),
             )
         train_metrics = dict(train_result.metrics)
+        if model_args.model_name_or_path:
+            train_metrics["base_model"] = model_args.model_name_or_path  # what the model was fine-tuned from
         if hasattr(train_dataset, "__len__"):
             train_metrics["train_samples"] = len(train_dataset)
     eval_metrics = None
