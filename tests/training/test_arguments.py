@@ -100,12 +100,15 @@ def test_dataclasses_without_training_arguments_parse():
 
 def test_finetune_from_scratch_defaults_to_the_pretraining_learning_rate(tmp_path):
     from hf_textgen.commands.finetune import parse_finetune_arguments
-    from hf_textgen.training.finetune import FINETUNE_DEFAULTS
+    from hf_textgen.training.finetune import FINETUNE_DEFAULTS, FLAT_FINETUNE_LEARNING_RATE
 
     base = ["--output_dir", str(tmp_path / "out"), "--task", "seq2seq"]
     scratch = parse_finetune_arguments([*base, "--model_type", "seq2seq"])[3]
-    assert scratch.learning_rate == PRETRAIN_DEFAULTS["learning_rate"] != FINETUNE_DEFAULTS["learning_rate"]
-    pretrained = parse_finetune_arguments([*base, "--model_name_or_path", str(tmp_path)])[3]
-    assert pretrained.learning_rate == FINETUNE_DEFAULTS["learning_rate"]
+    assert scratch.learning_rate == PRETRAIN_DEFAULTS["learning_rate"]
+    # seq2seq trains every weight at one rate: the gentle one, not the layer-wise recipe's head rate.
+    pretrained = parse_finetune_arguments([*base, "--model_name_or_path", str(tmp_path)])
+    assert pretrained[3].learning_rate == FLAT_FINETUNE_LEARNING_RATE == 1e-4 and pretrained[2].layerwise_lr_decay == 1
+    causal = parse_finetune_arguments(["--output_dir", str(tmp_path / "o"), "--model_name_or_path", str(tmp_path)])
+    assert causal[3].learning_rate == FINETUNE_DEFAULTS["learning_rate"] and causal[2].layerwise_lr_decay == 0.5
     explicit = parse_finetune_arguments([*base, "--model_type", "seq2seq", "--learning_rate", "3e-4"])[3]
     assert explicit.learning_rate == 3e-4

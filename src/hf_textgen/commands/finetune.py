@@ -5,7 +5,12 @@ from __future__ import annotations
 from hf_textgen.data import DataArguments
 from hf_textgen.summary import training_summary
 from hf_textgen.training.arguments import FinetuneArguments, ModelArguments, parse_arguments
-from hf_textgen.training.finetune import FinetuningArguments, finetune_learning_rate, run_finetune
+from hf_textgen.training.finetune import (
+    FinetuningArguments,
+    finetune_learning_rate,
+    finetune_recipe,
+    run_finetune,
+)
 from hf_textgen.training.lora import PeftArguments
 
 DATACLASS_TYPES = (ModelArguments, DataArguments, FinetuneArguments, FinetuningArguments, PeftArguments)
@@ -20,7 +25,8 @@ def parse_finetune_arguments(argv: list[str] | None = None) -> tuple:
     model_args, data_args, finetune_args, training_args, peft_args = parse_arguments(
         DATACLASS_TYPES, argv, prog="hf-textgen finetune"
     )
-    finetune_learning_rate(model_args, training_args)
+    finetune_recipe(model_args, finetune_args, peft_args)
+    finetune_learning_rate(model_args, training_args, finetune_args.layerwise_lr_decay)
     return model_args, data_args, finetune_args, training_args, peft_args
 
 

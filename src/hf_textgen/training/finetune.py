@@ -79,8 +79,9 @@ FinetuningArguments = with_defaults(
             default=None,
             metadata={
                 "help": f"The initial learning rate for AdamW. Default: {FINETUNE_DEFAULTS['learning_rate']} for the "
-                "head of a pretrained model, the layers below it lower (--layerwise_lr_decay); pretraining's "
-                f"{PRETRAIN_DEFAULTS['learning_rate']} for every weight of a model trained from scratch."
+                "head of a pretrained model, the layers below it lower (--layerwise_lr_decay), or 1e-4 for every "
+                "weight where the rate is one for all (seq2seq, --use_peft, --layerwise_lr_decay 1); pretraining's "
+                f"{PRETRAIN_DEFAULTS['learning_rate']} for a model trained from scratch."
             },
         ),
     },
@@ -331,17 +332,29 @@ class ClassificationTask(_LabelledTask):
         return classification_metrics(len(self.id2label))
 
 
-def finetune_learning_rate(model_args: ModelArguments, training_args: TrainingArguments) -> float:
-    """Set `training_args.learning_rate` where the user gave none: fine-tuning's, or pretraining's from scratch."""
+def finetune_learning_rate(
+    model_args: ModelArguments, training_args: TrainingArguments, layerwise_lr_decay: float
+) -> float:
+    """Set `training_args.learning_rate` where the user gave none.
+
+    From scratch: pretraining's rate. From a pretrained folder: `FINETUNE_DEFAULTS["learning_rate"]` at the head
+    with layer-wise rates below it, or `FLAT_FINETUNE_LEARNING_RATE` when every weight trains at one rate (at the
+    head's rate the pretrained layers forget what they learned; see the README's "What pretraining buys").
+    """
     if training_args.learning_rate is None:
-        from_scratch = not model_args.model_name_or_path
-        source = PRETRAIN_DEFAULTS if from_scratch else FINETUNE_DEFAULTS
-        training_args.learning_rate = source["learning_rate"]
+        if not model_args.model_name_or_path:
+            training_args.learning_rate = PRETRAIN_DEFAULTS["learning_rate"]
+        elif layerwise_lr_decay != 1.0:
+            training_args.learning_rate = FINETUNE_DEFAULTS["learning_rate"]
+        else:
+            training_args.learning_rate = FLAT_FINETUNE_LEARNING_RATE
     return training_args.learning_rate
 
 
 # From a pretrained folder, each layer trains at this factor of the learning rate of the layer above it.
 DEFAULT_LAYERWISE_LR_DECAY = 0.5
+# From a pretrained folder with one rate for every weight (seq2seq, LoRA, --layerwise_lr_decay 1).
+FLAT_FINETUNE_LEARNING_RATE = 1e-4
 
 
 def finetune_recipe(
@@ -351,15 +364,17 @@ def finetune_recipe(
 
     From a pretrained folder: layer-wise learning rates (ULMFiT) with `DEFAULT_LAYERWISE_LR_DECAY`, except for
     seq2seq (no single layer stack) and LoRA (only the adapters train); and mean pooling for a classification
-    head that is new (the folder holds a causal LM). From scratch, or where the user chose: as given.
+    head that is new (the folder holds a causal LM; not under LoRA). From scratch, or where the user chose: as
+    given.
     """
     from_pretrained = bool(model_args.model_name_or_path)
     use_peft = peft_args is not None and peft_args.use_peft
     if finetune_args.layerwise_lr_decay is None:
         layerwise = from_pretrained and finetune_args.task != "seq2seq" and not use_peft
         finetune_args.layerwise_lr_decay = DEFAULT_LAYERWISE_LR_DECAY if layerwise else 1.0
-    new_head = finetune_args.task == "classification" and from_pretrained and not _is_sequence_classifier(model_args)
-    if finetune_args.classifier_pooling is None and new_head:
+    # Not under LoRA: its adapter folder is loaded on top of the base model's own config, which says "last".
+    new_head = finetune_args.task == "classification" and from_pretrained and not use_peft
+    if finetune_args.classifier_pooling is None and new_head and not _is_sequence_classifier(model_args):
         finetune_args.classifier_pooling = "mean"
 
 
@@ -402,8 +417,8 @@ def run_finetune(
     Returns:
         The train and eval metrics together.
     """
-    finetune_learning_rate(model_args, training_args)
     finetune_recipe(model_args, finetune_args, peft_args)
+    finetune_learning_rate(model_args, training_args, finetune_args.layerwise_lr_decay)
     task = finetune_task(finetune_args)
     task.layerwise_lr_decay = finetune_args.layerwise_lr_decay
     return run_task(task, model_args, data_args, training_args, callbacks=callbacks, peft_args=peft_args)
