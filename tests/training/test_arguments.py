@@ -108,7 +108,12 @@ def test_finetune_from_scratch_defaults_to_the_pretraining_learning_rate(tmp_pat
     # seq2seq trains every weight at one rate: the gentle one, not the layer-wise recipe's head rate.
     pretrained = parse_finetune_arguments([*base, "--model_name_or_path", str(tmp_path)])
     assert pretrained[3].learning_rate == FLAT_FINETUNE_LEARNING_RATE == 1e-4 and pretrained[2].layerwise_lr_decay == 1
+    # Tasks that keep the pretrained LM head: one gentle rate; a new classification head: layer-wise from 1e-3.
     causal = parse_finetune_arguments(["--output_dir", str(tmp_path / "o"), "--model_name_or_path", str(tmp_path)])
-    assert causal[3].learning_rate == FINETUNE_DEFAULTS["learning_rate"] and causal[2].layerwise_lr_decay == 0.5
+    assert causal[3].learning_rate == 1e-4 and causal[2].layerwise_lr_decay == 1
+    argv = ["--output_dir", str(tmp_path / "o"), "--model_name_or_path", str(tmp_path), "--task", "classification"]
+    classification = parse_finetune_arguments(argv)
+    assert classification[3].learning_rate == FINETUNE_DEFAULTS["learning_rate"] == 1e-3
+    assert classification[2].layerwise_lr_decay == 0.5
     explicit = parse_finetune_arguments([*base, "--model_type", "seq2seq", "--learning_rate", "3e-4"])[3]
     assert explicit.learning_rate == 3e-4

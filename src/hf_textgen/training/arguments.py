@@ -129,8 +129,8 @@ class FinetuneArguments:
         default=None,
         metadata={
             "help": "Layer-wise learning rates (ULMFiT): the head trains at --learning_rate and each layer below at "
-            "this factor times the one above, down to the embeddings. Default: 0.5 from a pretrained folder "
-            "(--model_name_or_path, not --task seq2seq or --use_peft), 1 (one rate for all) otherwise."
+            "this factor times the one above, down to the embeddings. Default: 0.5 for --task classification from a "
+            "pretrained folder (not with --use_peft), 1 (one rate for all) otherwise."
         },
     )
     classifier_pooling: str | None = field(

@@ -51,9 +51,10 @@ from hf_textgen.training.runner import IGNORE_INDEX, Task, run_task
 logger = logging.getLogger(__name__)
 
 # `hf-textgen finetune` defaults that differ from `TrainingArguments`: evaluate and save once per epoch. The
-# optimisation recipe from a pretrained folder (lr 1e-3 at the head with layer-wise decay 0.5 below it, 10% warm-up,
-# linear decay, weight decay 0.01, mean pooling for classification) won the ablation in the README's "What
-# pretraining buys" (`hf-textgen bench --only finetune_recipe`).
+# recipe from a pretrained folder won the ablation in the README's "What pretraining buys" (`hf-textgen bench
+# --only finetune_recipe`): for a new classification head, lr 1e-3 at the head with layer-wise decay 0.5 below it
+# and mean pooling; for the tasks that keep the LM head, one rate of 1e-4 (`FLAT_FINETUNE_LEARNING_RATE`); both
+# with 10% warm-up, linear decay and weight decay 0.01.
 FINETUNE_DEFAULTS = {
     "do_train": True,
     "do_eval": True,
@@ -79,8 +80,9 @@ FinetuningArguments = with_defaults(
             default=None,
             metadata={
                 "help": f"The initial learning rate for AdamW. Default: {FINETUNE_DEFAULTS['learning_rate']} for the "
-                "head of a pretrained model, the layers below it lower (--layerwise_lr_decay), or 1e-4 for every "
-                "weight where the rate is one for all (seq2seq, --use_peft, --layerwise_lr_decay 1); pretraining's "
+                "new classification head of a pretrained model, the layers below it lower (--layerwise_lr_decay); "
+                "1e-4 for every weight where one rate is used (causal_lm, prompt_completion, seq2seq, --use_peft, "
+                "--layerwise_lr_decay 1); pretraining's "
                 f"{PRETRAIN_DEFAULTS['learning_rate']} for a model trained from scratch."
             },
         ),
@@ -353,7 +355,7 @@ def finetune_learning_rate(
 
 # From a pretrained folder, each layer trains at this factor of the learning rate of the layer above it.
 DEFAULT_LAYERWISE_LR_DECAY = 0.5
-# From a pretrained folder with one rate for every weight (seq2seq, LoRA, --layerwise_lr_decay 1).
+# From a pretrained folder with one rate for every weight (causal_lm, prompt_completion, seq2seq, LoRA).
 FLAT_FINETUNE_LEARNING_RATE = 1e-4
 
 
@@ -362,15 +364,17 @@ def finetune_recipe(
 ) -> None:
     """Fill in the recipe fields the user left unset (`layerwise_lr_decay`, `classifier_pooling`).
 
-    From a pretrained folder: layer-wise learning rates (ULMFiT) with `DEFAULT_LAYERWISE_LR_DECAY`, except for
-    seq2seq (no single layer stack) and LoRA (only the adapters train); and mean pooling for a classification
-    head that is new (the folder holds a causal LM; not under LoRA). From scratch, or where the user chose: as
+    From a pretrained folder, for classification: layer-wise learning rates (ULMFiT) with
+    `DEFAULT_LAYERWISE_LR_DECAY` and mean pooling when the head is new (the folder holds a causal LM), except under
+    LoRA (only the adapters train, and the adapter folder reloads on the base model's config). The tasks that keep
+    the pretrained LM head (causal_lm, prompt_completion) and seq2seq train every weight at one gentle rate: in the
+    measurements that beat layer-wise rates for language modelling. From scratch, or where the user chose: as
     given.
     """
     from_pretrained = bool(model_args.model_name_or_path)
     use_peft = peft_args is not None and peft_args.use_peft
     if finetune_args.layerwise_lr_decay is None:
-        layerwise = from_pretrained and finetune_args.task != "seq2seq" and not use_peft
+        layerwise = from_pretrained and finetune_args.task == "classification" and not use_peft
         finetune_args.layerwise_lr_decay = DEFAULT_LAYERWISE_LR_DECAY if layerwise else 1.0
     # Not under LoRA: its adapter folder is loaded on top of the base model's own config, which says "last".
     new_head = finetune_args.task == "classification" and from_pretrained and not use_peft
