@@ -368,3 +368,18 @@ def test_finetune_recipe_schedule_and_layerwise_groups():
     assert scale_of[id(model.model.layers[0].self_attn.o_proj.weight)] == 0.25
     assert scale_of[id(model.model.embed_tokens.weight)] == 0.125
     assert len(scale_of) == len(list(model.parameters()))
+
+
+def test_quick_transfer_run_shows_what_pretraining_buys(tmp_path):
+    # The real `hf-textgen bench --only transfer --quick` (small models, few steps): a CI-sized run whose
+    # language-modelling result must still show pretraining's gain beyond the seed spread for both families.
+    settings = BenchSettings.quick(only=("transfer",), num_threads=1)
+    results = run_benchmarks(settings, tmp_path, log=lambda line: None)
+    transfer_results = results["comparisons"]["transfer"]
+    assert transfer_results["seeds"] == [0, 1]
+    checks = {(check["family"], check["task"]): check for check in transfer_results["targets"]}
+    for family in ("transformer", "lstm"):
+        assert checks[(family, "language_modeling")]["met"], checks[(family, "language_modeling")]
+        completion = transfer_results["results"][family]["prompt_completion"]["16"]
+        assert completion["pretrained"]["loss"]["mean"] < completion["scratch"]["loss"]["mean"]
+    assert (tmp_path / "transfer.png").read_bytes()[:4] == b"\x89PNG"

@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="shrink every part (fewer repeats, steps, contexts)")
     parser.add_argument("--only", nargs="+", choices=COMPARISONS, metavar="NAME", help=f"any of {COMPARISONS}")
     parser.add_argument("--torch_compile", action="store_true", help="also time training under torch.compile")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (the quality/pretraining parts are CPU only)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (the quality and transfer parts are CPU only)")
     parser.add_argument("--num_threads", type=int, help="CPU threads for PyTorch (default: every available CPU)")
     parser.add_argument("--shapes", nargs="+", choices=sorted(SHAPES), help="training and generation shapes")
     parser.add_argument("--dtypes", nargs="+", choices=("fp32", "bf16"), help="training dtypes (bf16 = autocast)")
@@ -64,8 +64,8 @@ def settings_from_args(args: argparse.Namespace) -> BenchSettings:
         if not torch.cuda.is_available():
             raise UserError("--device cuda, but PyTorch sees no CUDA GPU: run on a GPU machine or use --device cpu")
         only = overrides.get("only", COMPARISONS)
-        if {"quality", "pretraining"} & set(only):
-            raise UserError("the quality and pretraining comparisons are CPU only: pass --only training generation")
+        if {"quality", "transfer", "finetune_recipe"} & set(only):
+            raise UserError("the quality and transfer comparisons are CPU only: pass --only training generation")
         overrides.setdefault("gemm_size", 8192)
     return BenchSettings.quick(**overrides) if args.quick else BenchSettings.full(**overrides)
 
