@@ -91,7 +91,7 @@ TRANSFER_AXES = {
 }
 TRANSFER_TITLES = {
     "language_modeling": "Language modelling on an unseen play",
-    "classification": "Real or word-shuffled passage?",
+    "classification": "Spelled or scrambled (inner letters)?",
     "prompt_completion": "Speaker name -> first line",
 }
 

@@ -112,15 +112,15 @@ class BenchSettings:
             "quality_steps": 200,
             "quality_eval_interval": 50,
             "quality_eval_iters": 5,
-            "transfer_pretrain_steps": 150,
+            "transfer_pretrain_steps": 120,
             "transfer_hidden": 64,
             "transfer_layers": 2,
             "transfer_lm_chars": (1000,),
             "transfer_labels_per_class": (16,),
             "transfer_completion_pairs": (16,),
-            "transfer_finetune_steps": {"language_modeling": 30, "classification": 30, "prompt_completion": 30},
+            "transfer_finetune_steps": {"language_modeling": 20, "classification": 20, "prompt_completion": 20},
             "transfer_seeds": (0, 1),
-            "transfer_eval_size": 64,
+            "transfer_eval_size": 48,
             "recipe_seeds": (0,),
         }
         return cls(**{**settings, **overrides})
