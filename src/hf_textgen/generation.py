@@ -166,6 +166,14 @@ def set_default_generation_config(
     return generation_config
 
 
+def adapter_folder_message(folder: str | Path, auto_peft_class: str = "AutoPeftModelForCausalLM") -> str:
+    """What to do with a LoRA adapter folder (`finetune --use_peft`) where a complete model folder is needed."""
+    return (
+        f"{folder} holds a LoRA adapter (adapter_config.json), not a model: load it with peft's {auto_peft_class}, "
+        "or fine-tune with --merge_adapter for a complete model folder"
+    )
+
+
 def load_model_config(model_name_or_path: str, trust_remote_code: bool = False) -> PreTrainedConfig:
     """Load a saved model's config, turning a missing or unreadable folder into a `UserError` naming it.
 
@@ -176,6 +184,8 @@ def load_model_config(model_name_or_path: str, trust_remote_code: bool = False) 
     if not model_name_or_path:
         raise UserError("--model_name_or_path is required: a model folder (e.g. written by hf-textgen pretrain)")
     local = Path(model_name_or_path)
+    if (local / "adapter_config.json").is_file() and not (local / "config.json").is_file():
+        raise UserError(adapter_folder_message(model_name_or_path))
     if local.exists() and not (local / "config.json").is_file():
         raise UserError(f"{model_name_or_path} holds no config.json; point --model_name_or_path at a model folder")
     if not local.exists() and (model_name_or_path.count("/") != 1 or model_name_or_path.startswith((".", "/"))):

@@ -74,7 +74,8 @@ def training_summary(output_dir: str | os.PathLike, metrics: dict[str, Any], tas
         task: `causal_lm`, `prompt_completion`, `classification` or `seq2seq`.
     """
     folder = Path(output_dir)
-    contents = ["weights", "tokenizer"]
+    adapter = (folder / "adapter_config.json").is_file()  # finetune --use_peft without --merge_adapter
+    contents = ["LoRA adapter" if adapter else "weights", "tokenizer"]
     if (folder / "README.md").is_file():
         contents.append("model card README.md")
     contents += sorted(path.name for path in folder.glob("*.png"))
@@ -93,6 +94,14 @@ def training_summary(output_dir: str | os.PathLike, metrics: dict[str, Any], tas
     if figures:
         rows.append(("validation", ", ".join(figures)))
     auto_class = _LOAD_CLASS.get(task, "AutoModelForCausalLM")
+    if adapter:
+        # generate, evaluate, export and push read complete model folders; PEFT loads the adapter on its base.
+        peft_class = auto_class.replace("AutoModel", "AutoPeftModel")
+        labels = ", num_labels=<number of labels>" if task == "classification" else ""
+        load = f"from peft import {peft_class}; {peft_class}.from_pretrained({str(folder)!r}{labels})"
+        rows.append(("load it", f"import hf_textgen; {load}"))
+        rows.append(("full model", "fine-tune with --merge_adapter too (for generate, evaluate, export and push)"))
+        return format_summary(rows)
     rows.append(("load it", f"import hf_textgen; {auto_class}.from_pretrained({str(folder)!r})"))
     next_commands = []
     prompt = recorded_prompt(folder)

@@ -32,6 +32,7 @@ from hf_textgen.models import (
     TransformerConfig,
     TransformerForCausalLM,
 )
+from hf_textgen.summary import training_summary
 from hf_textgen.training.finetune import run_finetune
 
 COMMON = ["--max_steps", "3", "--per_device_train_batch_size", "4", "--learning_rate", "5e-3", "--seed", "0"]
@@ -189,6 +190,23 @@ def test_lora_adapter_and_merged_folder(tmp_path, base_models, data_files, famil
         # `push` uploads complete model folders: an adapter is refused with a line saying what to do instead.
         status = cli.main(["push", "--model_path", str(adapter_dir), "--repo_id", "someone/adapter"])
         assert status == 2 and "--merge_adapter" in capsys.readouterr().err
+        # So do the commands that read a model folder, and the end-of-run summary points to what works.
+        for command in (
+            ["generate", "--prompt", "To be"],
+            ["evaluate"],
+            ["export", "--format", "llama", "--output_dir", str(tmp_path / "x")],
+        ):
+            status = cli.main([command[0], "--model_name_or_path", str(adapter_dir), *command[1:]])
+            err = capsys.readouterr().err
+            assert status == 2 and "Traceback" not in err, err
+            assert [line for line in err.splitlines() if line.startswith("error:")] == [
+                f"error: {adapter_dir} holds a LoRA adapter (adapter_config.json), not a model: load it with "
+                f"peft's AutoPeftModelForCausalLM, or fine-tune with --merge_adapter for a complete model folder"
+            ], err
+        assert not (tmp_path / "x").exists()
+        summary = training_summary(adapter_dir, {"eval_loss": 1.0}, task)
+        assert f"AutoPeftModelForCausalLM.from_pretrained({str(adapter_dir)!r})" in summary
+        assert "LoRA adapter" in summary and "hf-textgen generate" not in summary and "hf-textgen push" not in summary
 
     reloaded = auto_peft_class.from_pretrained(str(adapter_dir), **load_kwargs)
     base_logits = _logits(auto_class.from_pretrained(base, **load_kwargs), inputs)
