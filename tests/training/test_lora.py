@@ -34,6 +34,7 @@ from hf_textgen.models import (
 )
 from hf_textgen.summary import training_summary
 from hf_textgen.training.finetune import run_finetune
+from hf_textgen.training.lora import apply_lora, merge_lora
 
 COMMON = ["--max_steps", "3", "--per_device_train_batch_size", "4", "--learning_rate", "5e-3", "--seed", "0"]
 COMMON += ["--save_strategy", "no", "--eval_strategy", "no", "--report_to", "none", "--logging_steps", "1"]
@@ -247,3 +248,31 @@ def test_bad_lora_settings_are_refused_before_the_output_folder_exists(tmp_path,
     scratch = ["--task", "causal_lm", "--model_type", "rnn", *data_files["causal_lm"], *COMMON, "--use_peft"]
     scratch += ["--tokenizer_name", base_models["rnn"]]
     _refused(capsys, scratch, out, "--model_name_or_path")
+
+
+@pytest.mark.parametrize("family", ["transformer", "rnn"])
+def test_merging_a_lora_on_a_tied_head_keeps_the_input_embeddings(tmp_path, base_models, family):
+    # With tied embeddings the head *is* the embedding matrix: merging the head's adapter in place would also
+    # change every input embedding, so the merged model would compute something the adapter never did.
+    model = AutoModelForCausalLM.from_pretrained(base_models[family])
+    assert model.config.tie_word_embeddings
+    embeddings = model.get_input_embeddings().weight.detach().clone()
+    peft_args = parse_finetune_arguments(
+        ["--model_name_or_path", base_models[family], "--output_dir", str(tmp_path), *LORA]
+        + ["--lora_target_modules", "lm_head"]
+    )[-1]
+    adapted = apply_lora(model, AutoModelForCausalLM, peft_args).eval()
+    torch.manual_seed(0)
+    for name, parameter in adapted.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(parameter, std=0.5)  # a trained adapter: B is no longer zero
+    input_ids = torch.tensor([[5, 9, 2, 7, 11]])
+    with torch.no_grad():
+        expected = adapted(input_ids=input_ids).logits
+    merged = merge_lora(adapted)
+    merged.save_pretrained(tmp_path / "merged")
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "merged").eval()
+    for candidate in (merged.eval(), reloaded):
+        assert torch.equal(candidate.get_input_embeddings().weight, embeddings)
+        with torch.no_grad():
+            assert torch.allclose(candidate(input_ids=input_ids).logits, expected, atol=1e-5)

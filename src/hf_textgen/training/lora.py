@@ -162,7 +162,18 @@ def apply_lora(model, auto_class: type, peft_args: PeftArguments):
 
 
 def merge_lora(peft_model):
-    """The base model with the trained adapter merged into its weights (a plain `PreTrainedModel`)."""
+    """The base model with the trained adapter merged into its weights (a plain `PreTrainedModel`).
+
+    A model with tied embeddings whose head is adapted (`--lora_target_modules lm_head`) is untied first: its head
+    *is* the embedding matrix, so merging in place would change every input embedding too, which the adapter never
+    did. The merged model then keeps the input embeddings and gets its own head (`tie_word_embeddings=False`).
+    """
+    base = peft_model.get_base_model()
+    head = base.get_output_embeddings()
+    head_weight = getattr(getattr(head, "base_layer", None), "weight", None)
+    if head_weight is not None and head_weight is base.get_input_embeddings().weight:
+        head.base_layer.weight = nn.Parameter(head_weight.detach().clone(), requires_grad=head_weight.requires_grad)
+        base.config.tie_word_embeddings = False
     return peft_model.merge_and_unload()
 
 
