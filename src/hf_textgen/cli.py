@@ -1,7 +1,12 @@
 """The `hf-textgen` console script: one subcommand per module in `hf_textgen.commands`.
 
-Each subcommand module exposes `main(argv: list[str] | None = None) -> int` and parses its own arguments, so
-the thin scripts in `scripts/` (for `accelerate launch` / `torchrun`) run exactly the same code.
+Each subcommand module exposes `parse_args(argv)` (flags only: no torch, no model code where the flags allow it),
+`run(args) -> int` and `main(argv) = run(parse_args(argv))`, so the thin scripts in `scripts/` (for
+`accelerate launch` / `torchrun`) run exactly the same code.
+
+The console script enters through `hf_textgen_cli`, which defers the package's own `__init__` (the Auto-class
+registration, i.e. torch and transformers): `--help`, `--version` and flag mistakes answer without it, and
+`finish_package_import` runs it once a command has its arguments.
 """
 
 from __future__ import annotations
@@ -13,8 +18,7 @@ import signal
 import sys
 import threading
 
-from hf_textgen.errors import CommandInterrupted, UserError
-from hf_textgen.training.interrupt import EXIT_STATUS, Terminated, TrainingInterrupted
+from hf_textgen.errors import EXIT_STATUS, CommandInterrupted, Terminated, TrainingInterrupted, UserError
 
 # name -> (module, one-line help). A subcommand is listed here only once it works.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -29,11 +33,33 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("hf_textgen.commands.export", "a Transformer as a plain Llama folder (serving engines) or GGUF"),
 }
 
+# Set on the not-yet-executed package module by `hf_textgen_cli`.
+DEFERRED_INIT = "_hf_textgen_deferred_init"
+
+
+def version() -> str:
+    """The installed hf_textgen version (read from the package metadata: importing the package is not needed)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed_version
+
+    try:
+        return installed_version("hf_textgen")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
 
 def _usage() -> str:
     lines = ["usage: hf-textgen <command> [options]   (hf-textgen <command> --help for its options)", "", "commands:"]
     lines += [f"  {name:<16} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "  --version        print the version and exit"]
     return "\n".join(lines)
+
+
+def finish_package_import() -> None:
+    """Run the hf_textgen package's `__init__` (registering the models with the Auto classes) if it was deferred."""
+    package = sys.modules.get("hf_textgen")
+    if package is not None and package.__dict__.pop(DEFERRED_INIT, False):
+        package.__spec__.loader.exec_module(package)
 
 
 def _raise_terminated(signum, frame):
@@ -121,17 +147,38 @@ def run_command(main, argv: list[str] | None = None, command: str | None = None)
             signal.signal(signal.SIGTERM, previous)
 
 
+def _command_main(module):
+    """The module's `main`, with the package import finished between parsing the flags and running."""
+    if not hasattr(module, "parse_args"):
+
+        def main(argv):
+            finish_package_import()
+            return module.main(argv)
+
+        return main
+
+    def main(argv):
+        args = module.parse_args(argv)
+        finish_package_import()
+        return module.run(args)
+
+    return main
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0 if argv else 2
+    if argv[0] in ("-V", "--version"):
+        print(f"hf-textgen {version()}")
+        return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         print(f"error: unknown command {name!r}; choose one of: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[name][0])
-    return run_command(module.main, rest, command=f"hf-textgen {name}")
+    return run_command(_command_main(module), rest, command=f"hf-textgen {name}")
 
 
 if __name__ == "__main__":

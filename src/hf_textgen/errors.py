@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -28,6 +29,32 @@ class CommandInterrupted(Exception):
     def __init__(self, message: str, exit_status: int = 130):
         super().__init__(message)
         self.exit_status = exit_status
+
+
+# Conventional exit statuses: 128 + the signal number.
+EXIT_STATUS = {"SIGINT": 130, "SIGTERM": 143}
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM as an exception, so `with` blocks (temporary folders) clean up as they do for Ctrl-C."""
+
+
+@dataclass
+class TrainingInterrupted(Exception):
+    """Training stopped on a signal; `checkpoint` (None if none was complete) is where to resume from.
+
+    Defined here, beside the other exceptions the CLI turns into messages, so the CLI needs no torch to catch it
+    (`hf_textgen.training.interrupt` raises it).
+    """
+
+    signal_name: str
+    global_step: int
+    max_steps: int
+    checkpoint: str | None
+
+    def __str__(self) -> str:
+        where = f"the last complete checkpoint is {self.checkpoint}" if self.checkpoint else "no checkpoint was saved"
+        return f"training stopped by {self.signal_name} after step {self.global_step} of {self.max_steps}; {where}"
 
 
 @contextlib.contextmanager

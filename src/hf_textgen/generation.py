@@ -22,6 +22,8 @@ from transformers import (
     PreTrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
+    TextStreamer,
+    set_seed,
 )
 
 from hf_textgen.errors import UserError, first_line
@@ -306,3 +308,83 @@ def prepare_prompt(
     kept = ids[-room:]
     input_ids = torch.tensor([kept], dtype=torch.long, device=model.device)
     return PreparedPrompt(input_ids, torch.ones_like(input_ids), len(ids) - len(kept))
+
+
+class ContinuationStreamer(TextStreamer):
+    """Streams what a causal LM adds to a prompt that the caller has already printed.
+
+    The prompt's tokens stay in the decoding context, so the first new token decodes with the right spacing, but
+    they are not printed again. Like `TextStreamer`, it holds back a multi-byte character that a byte-level token
+    has only begun, so nothing half-decoded reaches the terminal.
+    """
+
+    def put(self, value):
+        if self.next_tokens_are_prompt:
+            self.next_tokens_are_prompt = False
+            self.token_cache = (value[0] if value.dim() > 1 else value).tolist()
+            self.print_len = len(self.tokenizer.decode(self.token_cache, **self.decode_kwargs))
+            return
+        super().put(value)
+
+
+def generate_text(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompt: str,
+    prepared: PreparedPrompt,
+    generation_config: GenerationConfig,
+    seed: int | None = None,
+    stream: bool = False,
+) -> list[str]:
+    """Generate from a prepared prompt; with `stream`, print the text to standard output as it is produced.
+
+    A causal LM's texts start with the prompt: the user's own `prompt` (not its decoding, which loses any character
+    the vocabulary lacks), or the decoding of what was kept when `prepare_prompt` cut it. An encoder-decoder's texts
+    are its output alone. Streaming shows one sequence as it grows, so it applies to one sequence without beams.
+
+    Args:
+        model: A model that can generate.
+        tokenizer: Its tokenizer.
+        prompt: The text the user gave.
+        prepared: `prepare_prompt(model, tokenizer, prompt, generation_config.max_new_tokens)`.
+        generation_config: The settings (e.g. from `generation_config_with`).
+        seed: Seed the sampling: the same seed gives the same text.
+        stream: Print the prompt and the new text to standard output as tokens arrive.
+
+    Returns:
+        One text per returned sequence.
+
+    Raises:
+        UserError: `generate()` refused the settings.
+    """
+    is_encoder_decoder = model.config.is_encoder_decoder
+    prompt_ids = prepared.input_ids[0].tolist()
+    shown_prompt = prompt
+    if prepared.num_dropped:
+        shown_prompt = tokenizer.decode(prompt_ids, skip_special_tokens=True).lstrip("\ufffd")
+    one_sequence = (generation_config.num_beams or 1) == 1 and (generation_config.num_return_sequences or 1) == 1
+    streamer = None
+    if stream and one_sequence:
+        if is_encoder_decoder:
+            streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        else:
+            streamer = ContinuationStreamer(tokenizer, skip_special_tokens=True)
+            print(shown_prompt, end="", flush=True)
+    if seed is not None:
+        set_seed(seed)
+    # Replacing (not passing) the config: generate() would fill the knobs dropped above back in from the model's.
+    original = model.generation_config
+    model.generation_config = generation_config
+    try:
+        outputs = model.generate(
+            input_ids=prepared.input_ids, attention_mask=prepared.attention_mask, streamer=streamer
+        )  # (num_return_sequences, length)
+    except ValueError as error:
+        raise UserError(f"generation failed: {first_line(error)}") from None
+    finally:
+        model.generation_config = original
+    texts = tokenizer.batch_decode(outputs, skip_special_tokens=True)
+    if not is_encoder_decoder:
+        decoded_prompt_length = len(tokenizer.decode(prompt_ids, skip_special_tokens=True))
+        texts = [shown_prompt + text[decoded_prompt_length:] for text in texts]
+    return texts

@@ -8,8 +8,7 @@ import pytest
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 from hf_textgen import cli
-from hf_textgen.data import DataArguments
-from hf_textgen.training.seq2seq import load_pairs, tokenize_pairs
+from hf_textgen.training.seq2seq import tokenize_pairs
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -118,21 +117,6 @@ def test_decoder_only_model_is_refused(tmp_path, pairs_dir, tiny_tokenizer_path,
         tiny_tokenizer_path,
     )
     _assert_clean_failure(argv, tmp_path / "out", capsys, "encoder-decoder")
-
-
-# --------------------------------------------------------------------------------------------------- loading
-def test_load_pairs_reads_csv_with_named_columns_and_drops_empty_rows(tmp_path):
-    rows = [["id", "question", "answer"], ["1", "abc", "cba"], ["2", "", "x"], ["3", "de", "ed"], ["4", "fg", "gf"]]
-    with open(tmp_path / "pairs.csv", "w", newline="", encoding="utf-8") as handle:
-        csv.writer(handle).writerows(rows)
-    data_args = DataArguments(train_file=[str(tmp_path / "pairs.csv")], validation_split_percentage=34)
-    pairs = load_pairs(data_args, source_column="question", target_column="answer")
-    assert set(pairs) == {"train", "validation"}
-    for split in pairs.values():
-        assert split.column_names == ["source", "target"]
-    found = list(zip(pairs["validation"]["source"], pairs["validation"]["target"]))
-    found += list(zip(pairs["train"]["source"], pairs["train"]["target"]))
-    assert sorted(found) == [("abc", "cba"), ("de", "ed"), ("fg", "gf")]  # the row without a source is dropped
 
 
 # ------------------------------------------------------------------------------------------------ tokenization

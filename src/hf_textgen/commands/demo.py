@@ -1,9 +1,10 @@
 """`hf-textgen demo` (and `make demo`): the whole workflow on the bundled corpus in a few minutes on a laptop CPU.
 
 1. train a character-level tokenizer on the bundled Shakespeare (`hf_textgen.data.train_tokenizer`);
-2. pretrain a small Transformer with `hf-textgen pretrain` (bf16 autocast where the CPU has fast bf16);
-3. evaluate it with `hf-textgen evaluate` on the bundled validation play (sliding window);
-4. generate a sample with `hf-textgen generate`;
+2. pretrain a small Transformer with `run_pretrain`, as `hf-textgen pretrain` does (bf16 autocast where the CPU
+   has fast bf16);
+3. evaluate it with `run_evaluate`, as `hf-textgen evaluate` does, on the bundled validation play (sliding window);
+4. generate a sample with `generate_text`, streamed as `hf-textgen generate` streams it;
 
 and leave a ready-to-share model folder (weights, config, code, tokenizer, generation config, model card, loss
 curves, results). The default setting mirrors nanoGPT's published CPU run on Tiny Shakespeare (4 layers, 4 heads,
@@ -20,11 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
-from hf_textgen.cpu_features import detect_cpu_features, warn_if_half_precision_is_emulated
-from hf_textgen.errors import CommandInterrupted, UserError, atomic_output_dir
-from hf_textgen.training.interrupt import EXIT_STATUS, TrainingInterrupted
+from hf_textgen.errors import EXIT_STATUS, CommandInterrupted, TrainingInterrupted, UserError, atomic_output_dir
 
 # nanoGPT's `config/train_shakespeare_char.py` CPU setting and the validation loss its README reports for it.
 NANOGPT_CPU_VAL_LOSS = 1.88
@@ -72,6 +69,10 @@ _SETTINGS = {
 def cpu_has_fast_bf16() -> bool:
     """Whether bfloat16 matrix products are fast here: a bf16-capable GPU, or a CPU with AMX or AVX512-BF16 that
     PyTorch uses (detected, see `hf_textgen.cpu_features`)."""
+    import torch
+
+    from hf_textgen.cpu_features import detect_cpu_features
+
     if torch.cuda.is_available():
         return torch.cuda.is_bf16_supported()
     return detect_cpu_features().native_bf16
@@ -83,6 +84,8 @@ def seconds_per_step(setting: dict, vocab_size: int, bf16: bool, steps: int = 3)
     One untimed step first (allocations, kernel selection), then the median of `steps`. A few seconds on a slow
     CPU: what lets the demo choose how many steps fit its time budget before the learning-rate schedule is built.
     """
+    import torch
+
     from hf_textgen import TransformerConfig, TransformerForCausalLM
 
     sizes = {key: setting[key] for key in ("hidden_size", "num_hidden_layers", "num_attention_heads")}
@@ -209,37 +212,50 @@ def _check_output_dir(path: Path, overwrite: bool) -> bool:
     )
 
 
-def _pretrain_argv(setting: dict, tokenizer_dir: str, output_dir: str, max_steps: int, bf16: bool, seed: int):
+def _pretrain_arguments(setting: dict, tokenizer_dir: str, output_dir: str, max_steps: int, bf16: bool, seed: int):
+    """`run_pretrain`'s arguments for a setting: the model size becomes the from-scratch config overrides."""
+    from hf_textgen.data import DataArguments
+    from hf_textgen.training.arguments import ModelArguments, PretrainingArguments
+
     overrides = ",".join(
         f"{key}={setting[key]}"
         for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
     )
-    argv = [
-        *("--model_type", "transformer", "--tokenizer_name", tokenizer_dir),
-        *("--config_overrides", f"{overrides},max_position_embeddings={setting['block_size']}"),
-        *("--block_size", str(setting["block_size"]), "--per_device_train_batch_size", str(setting["batch_size"])),
-        *("--per_device_eval_batch_size", "32", "--max_steps", str(max_steps)),
-        *("--learning_rate", str(setting["learning_rate"]), "--warmup_steps", "0.05"),
-        *("--eval_strategy", "steps", "--eval_steps", str(max_steps)),
-        *("--logging_steps", str(max(1, min(25, max_steps // 10))), "--save_strategy", "no"),
-        *("--output_dir", output_dir, "--seed", str(seed), "--report_to", "none"),
-    ]
-    if setting["max_eval_samples"] is not None:
-        argv += ["--max_eval_samples", str(setting["max_eval_samples"])]
-    if bf16:
-        argv.append("--bf16")
-    return argv
+    model_args = ModelArguments(
+        model_type="transformer",
+        tokenizer_name=tokenizer_dir,
+        config_overrides=f"{overrides},max_position_embeddings={setting['block_size']}",
+    )
+    data_args = DataArguments(block_size=setting["block_size"], max_eval_samples=setting["max_eval_samples"])
+    training_args = PretrainingArguments(
+        output_dir=output_dir,
+        per_device_train_batch_size=setting["batch_size"],
+        per_device_eval_batch_size=32,
+        max_steps=max_steps,
+        learning_rate=setting["learning_rate"],
+        warmup_steps=0.05,
+        eval_strategy="steps",
+        eval_steps=max_steps,
+        logging_steps=max(1, min(25, max_steps // 10)),
+        save_strategy="no",
+        seed=seed,
+        report_to="none",
+        bf16=bf16,
+    )
+    return model_args, data_args, training_args
 
 
 def run_demo(args: argparse.Namespace) -> dict:
     """Run the four steps into `args.output_dir` (atomically) and return the results written to demo_results.json."""
     import datasets
+    import torch
 
-    from hf_textgen.commands import generate as generate_command
-    from hf_textgen.commands import pretrain as pretrain_command
-    from hf_textgen.commands.evaluate import EvaluateArguments, run_evaluate
+    from hf_textgen.cpu_features import detect_cpu_features, warn_if_half_precision_is_emulated
     from hf_textgen.data import DataArguments, bundled_corpus_files, train_tokenizer
     from hf_textgen.data.tokenizer_training import save_tokenizer
+    from hf_textgen.evaluation.runner import EvaluateArguments, format_results, run_evaluate
+    from hf_textgen.generation import generate_text, generation_config_with, load_model_and_tokenizer, prepare_prompt
+    from hf_textgen.training.pretrain import run_pretrain
 
     setting = _SETTINGS["quick" if args.quick else "full"]
     if args.max_steps is not None and args.max_steps < 1:
@@ -281,9 +297,7 @@ def run_demo(args: argparse.Namespace) -> dict:
             f"{max_steps} steps ({precision}, {_plural(torch.get_num_threads(), 'thread')})",
         )
         try:
-            pretrain_command.main(
-                _pretrain_argv(setting, tokenizer_dir, str(work), max_steps, bf16, args.seed), summary=False
-            )
+            run_pretrain(*_pretrain_arguments(setting, tokenizer_dir, str(work), max_steps, bf16, args.seed))
         except TrainingInterrupted as stop:
             # The demo's checkpoints live in its temporary folder, which is removed on the way out: nothing to resume.
             raise CommandInterrupted(
@@ -304,17 +318,14 @@ def run_demo(args: argparse.Namespace) -> dict:
             bf16=bf16,
             output_dir=str(work / "evaluation"),
         )
-        evaluation = run_evaluate(
-            eval_args, DataArguments(max_eval_samples=setting["max_eval_samples"]), summary=False
-        )
+        evaluation = run_evaluate(eval_args, DataArguments(max_eval_samples=setting["max_eval_samples"]))
+        print(format_results(evaluation))
 
         steps.begin("generate", f"Generating a sample from the prompt {args.prompt!r}")
-        generate_command.main(
-            [
-                *("--model_name_or_path", str(work), "--prompt", args.prompt),
-                *("--max_new_tokens", str(max_new_tokens), "--seed", str(args.seed)),
-            ]
-        )
+        model, tokenizer = load_model_and_tokenizer(str(work))
+        generation_config = generation_config_with(model, tokenizer, max_new_tokens=max_new_tokens)
+        prepared = prepare_prompt(model, tokenizer, args.prompt, generation_config.max_new_tokens)
+        generate_text(model, tokenizer, args.prompt, prepared, generation_config, seed=args.seed, stream=True)
         total = steps.end()
         results = {
             "validation_loss_per_character": evaluation["loss_per_character"],
@@ -356,8 +367,17 @@ def _print_summary(results: dict, output_dir: Path) -> None:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the demo; see `hf-textgen demo --help`."""
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The flags of `hf-textgen demo`; mistakes become one-line `UserError`s."""
+    return build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo with the parsed flags."""
     run_demo(args)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the demo; see `hf-textgen demo --help`."""
+    return run(parse_args(argv))

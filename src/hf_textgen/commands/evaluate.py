@@ -1,81 +1,30 @@
 """`hf-textgen evaluate`: perplexity of a saved model per token, word, byte and character, printed and as JSON.
 
-Causal LMs (RNN, Transformer) are scored document by document in lm-evaluation-harness's rolling windows
-(`--stride` for more context per token), a whole text file being one document by default; encoder-decoder models
-are scored teacher-forced on the target side of (source, target) pairs. The data flags are the shared pipeline's
-(`--validation_file`, `--dataset_name`, ...; the bundled validation text when none is named).
+Parses the flags (or one .yaml / .json file) and prints; the work is `hf_textgen.evaluation.runner.run_evaluate`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import os
 import sys
-import tempfile
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
-import datasets
-from transformers import HfArgumentParser
-
-from hf_textgen.data import DataArguments, expand_data_files, load_raw_datasets, resolve_block_size
-from hf_textgen.data.processing import MAX_DEFAULT_CONTEXT
+from hf_textgen.data.arguments import DataArguments
 from hf_textgen.errors import UserError, first_line
-from hf_textgen.evaluation.language_modeling import evaluate_causal_lm, evaluate_seq2seq
-from hf_textgen.generation import load_model_and_tokenizer, load_model_config, max_positions
-from hf_textgen.summary import command, format_summary, recorded_prompt
+from hf_textgen.evaluation.runner import RESULTS_NAME, EvaluateArguments
 
-_TABLE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
-
-
-@dataclass
-class EvaluateArguments:
-    """What to evaluate and how (the data itself comes from `DataArguments`)."""
-
-    model_name_or_path: str = field(
-        default=None, metadata={"help": "The model folder to evaluate (e.g. written by hf-textgen pretrain)."}
-    )
-    tokenizer_name: str | None = field(default=None, metadata={"help": "A tokenizer folder; default: the model's."})
-    trust_remote_code: bool = field(
-        default=False, metadata={"help": "Allow a model folder whose code is not installed (auto_map)."}
-    )
-    stride: int | None = field(
-        default=None,
-        metadata={
-            "help": "Sliding-window stride in tokens (1 <= stride <= block_size). Each window scores only the tokens "
-            "the previous one did not, so a smaller stride gives every token more context at the cost of "
-            "block_size/stride times the compute. Default: block_size (non-overlapping windows)."
-        },
-    )
-    per_device_eval_batch_size: int = field(default=8, metadata={"help": "Windows (or pairs) per forward pass."})
-    bf16: bool = field(default=False, metadata={"help": "Run the forward passes under bfloat16 autocast."})
-    output_dir: str | None = field(
-        default=None, metadata={"help": "Folder that receives eval_results.json (created if needed)."}
-    )
-    split: str = field(default="validation", metadata={"help": "Which split of the data to score."})
-    source_column: str = field(default="source", metadata={"help": "seq2seq: the input text column."})
-    target_column: str = field(default="target", metadata={"help": "seq2seq: the output text column."})
-    max_source_length: int = field(default=256, metadata={"help": "seq2seq: truncate inputs to this many tokens."})
-    max_target_length: int = field(default=128, metadata={"help": "seq2seq: truncate targets to this many tokens."})
-
-    def __post_init__(self):
-        if self.per_device_eval_batch_size < 1:
-            raise ValueError(f"per_device_eval_batch_size must be >= 1, got {self.per_device_eval_batch_size}")
-        if self.stride is not None and self.stride < 1:
-            raise ValueError(f"stride must be >= 1, got {self.stride}")
-        for name in ("max_source_length", "max_target_length"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+# Shown in the end-of-run summary when present (lm-evaluation-harness names).
+_HEADLINE = ("perplexity", "word_perplexity", "bits_per_byte", "exact_match", "bleu")
 
 
 def _raise_user_error(message: str):
     raise UserError(f"{message} (see hf-textgen evaluate --help)")
 
 
-def parse_args(argv: list[str] | None) -> tuple[EvaluateArguments, DataArguments]:
+def parse_args(argv: list[str] | None = None) -> tuple[EvaluateArguments, DataArguments]:
     """Flags, or one .yaml/.json file holding the same names, into `(EvaluateArguments, DataArguments)`."""
+    from transformers import HfArgumentParser
+
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = HfArgumentParser((EvaluateArguments, DataArguments), prog="hf-textgen evaluate")
     # argparse would print usage and exit; a UserError gives the CLI's one clear line instead.
@@ -86,7 +35,9 @@ def parse_args(argv: list[str] | None) -> tuple[EvaluateArguments, DataArguments
         elif len(argv) == 1 and argv[0].endswith(".json"):
             eval_args, data_args = parser.parse_json_file(argv[0])
         else:
-            eval_args, data_args, extra = parser.parse_args_into_dataclasses(argv, return_remaining_strings=True)
+            eval_args, data_args, extra = parser.parse_args_into_dataclasses(
+                argv, return_remaining_strings=True, look_for_args_file=False
+            )
             if extra:
                 raise UserError(f"unrecognised argument(s): {' '.join(extra)} (see hf-textgen evaluate --help)")
     except (ValueError, TypeError, OSError) as error:
@@ -96,138 +47,19 @@ def parse_args(argv: list[str] | None) -> tuple[EvaluateArguments, DataArguments
     return eval_args, data_args
 
 
-def _split_of(dataset_dict, split: str):
-    if split not in dataset_dict:
-        raise UserError(f"the data has no {split!r} split (splits: {', '.join(dataset_dict)}); fix --split")
-    return dataset_dict[split]
+def run(args: tuple[EvaluateArguments, DataArguments]) -> int:
+    """Evaluate, print the metrics, where they were saved, and what to run next."""
+    from hf_textgen.evaluation.runner import format_results, run_evaluate
+    from hf_textgen.summary import command, format_summary, recorded_prompt
 
-
-def _causal_lm_texts(eval_args: EvaluateArguments, data_args: DataArguments) -> list[str]:
-    if data_args.sample_by == "auto":
-        # Each document is scored on its own (as lm-eval does), so by default a text file is one document: the
-        # context flows across its paragraphs, as the text was written. --sample_by article scores each WikiText
-        # article on its own (lm-eval's wikitext task), paragraph or line each part.
-        data_args = dataclasses.replace(data_args, sample_by="document")
-    dataset = _split_of(load_raw_datasets(data_args, extra_splits=(eval_args.split,)), eval_args.split)
-    texts = []
-    for row in dataset:
-        texts.append(row["text"])
-        if data_args.max_eval_samples is not None and len(texts) >= data_args.max_eval_samples:
-            break
-    return texts
-
-
-def _seq2seq_pairs(eval_args: EvaluateArguments, data_args: DataArguments) -> tuple[list[str], list[str]]:
-    if data_args.validation_file:
-        files = expand_data_files(data_args.validation_file, "--validation_file")
-        suffix = Path(files[0]).suffix.lower()
-        if suffix not in _TABLE_BUILDERS:
-            raise UserError(
-                "an encoder-decoder model is evaluated on (source, target) pairs: give a .json/.jsonl/.csv/.parquet "
-                f"--validation_file with {eval_args.source_column!r} and {eval_args.target_column!r} columns"
-            )
-        dataset = datasets.load_dataset(_TABLE_BUILDERS[suffix], data_files=files, split="train")
-    elif data_args.dataset_name:
-        loaded = datasets.load_dataset(data_args.dataset_name, data_args.dataset_config_name)
-        dataset = _split_of(loaded, eval_args.split)
-    else:
-        raise UserError(
-            "an encoder-decoder model is evaluated on (source, target) pairs, and the bundled corpus has none: "
-            "pass --validation_file (json/jsonl/csv) or --dataset_name"
-        )
-    missing = [c for c in (eval_args.source_column, eval_args.target_column) if c not in dataset.column_names]
-    if missing:
-        raise UserError(
-            f"the evaluation data has no column(s) {', '.join(map(repr, missing))} (columns: "
-            f"{', '.join(dataset.column_names)}); fix --source_column / --target_column"
-        )
-    if data_args.max_eval_samples is not None:
-        dataset = dataset.select(range(min(data_args.max_eval_samples, len(dataset))))
-    return list(dataset[eval_args.source_column]), list(dataset[eval_args.target_column])
-
-
-def write_results(results: dict, output_dir: str | os.PathLike) -> Path:
-    """Write `eval_results.json` into `output_dir` atomically (never a half-written file)."""
-    output_dir = Path(output_dir)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise UserError(f"--output_dir {output_dir} exists and is not a folder; choose another --output_dir")
-    output_dir.mkdir(parents=True, exist_ok=True)
-    path = output_dir / "eval_results.json"
-    with tempfile.NamedTemporaryFile("w", dir=output_dir, suffix=".tmp", delete=False, encoding="utf-8") as handle:
-        json.dump(results, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-    os.replace(handle.name, path)
-    return path
-
-
-def format_results(results: dict) -> str:
-    """The metrics as the Trainer prints them: one `name = value` line each."""
-    width = max(len(key) for key in results)
-    lines = ["***** eval metrics *****"]
-    for key, value in results.items():
-        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
-        lines.append(f"  {key:<{width}} = {shown}")
-    return "\n".join(lines)
-
-
-def run_evaluate(
-    eval_args: EvaluateArguments, data_args: DataArguments, progress: bool = True, summary: bool = True
-) -> dict:
-    """Evaluate the model named in `eval_args` on the data named in `data_args`; print and save the results.
-
-    Returns:
-        The results: `eval_loss`, `perplexity`, `num_tokens`, `word_perplexity`, `num_words` (and, for causal LMs,
-        `byte_perplexity`, `bits_per_byte`, `num_bytes`, `character_perplexity`, `loss_per_character`,
-        `num_characters`, `block_size`, `stride`; no word figures for text in scripts without spaces).
-    """
-    # Flags that do not fit the model, and unreadable data, are refused before any weights are loaded.
-    config = load_model_config(eval_args.model_name_or_path, eval_args.trust_remote_code)
-    if config.is_encoder_decoder:
-        sources, targets = _seq2seq_pairs(eval_args, data_args)
-    else:
-        # The window defaults to the model's whole context (the most each token can see), 1024 at most.
-        block_size = resolve_block_size(data_args.block_size, max_positions(config), default=MAX_DEFAULT_CONTEXT)
-        if eval_args.stride is not None and eval_args.stride > block_size:
-            raise UserError(f"--stride {eval_args.stride} is larger than --block_size {block_size}")
-        texts = _causal_lm_texts(eval_args, data_args)
-    model, tokenizer = load_model_and_tokenizer(
-        eval_args.model_name_or_path, eval_args.tokenizer_name, eval_args.trust_remote_code
-    )
-    try:
-        if config.is_encoder_decoder:
-            limit = max_positions(config)
-            results = evaluate_seq2seq(
-                model,
-                tokenizer,
-                sources,
-                targets,
-                max_source_length=min(eval_args.max_source_length, limit or eval_args.max_source_length),
-                max_target_length=min(eval_args.max_target_length, limit or eval_args.max_target_length),
-                batch_size=eval_args.per_device_eval_batch_size,
-                bf16=eval_args.bf16,
-                progress=progress,
-            )
-        else:
-            results = evaluate_causal_lm(
-                model,
-                tokenizer,
-                texts,
-                block_size=block_size,
-                stride=eval_args.stride,
-                batch_size=eval_args.per_device_eval_batch_size,
-                bf16=eval_args.bf16,
-                progress=progress,
-            )
-    except ValueError as error:
-        # Data the metric cannot score (too short, no words): the user's input, not a bug.
-        raise UserError(first_line(error)) from None
+    eval_args, data_args = args
+    results = run_evaluate(eval_args, data_args)
     print(format_results(results))
     rows = [("model", eval_args.model_name_or_path)]
     if eval_args.output_dir:
-        saved = {**results, "model_name_or_path": eval_args.model_name_or_path, "data": _describe(data_args)}
-        path = write_results(saved, eval_args.output_dir)
+        path = os.path.join(eval_args.output_dir, RESULTS_NAME)
         print(f"wrote {path}")
-        rows.append(("results", str(path)))
+        rows.append(("results", path))
     else:
         rows.append(("results", "printed only (pass --output_dir to keep them as JSON)"))
     figures = [
@@ -237,25 +69,12 @@ def run_evaluate(
     ]
     if figures:
         rows.append(("headline", ", ".join(figures)))
-    if summary:  # the demo prints its own
-        prompt = recorded_prompt(eval_args.model_name_or_path) if os.path.isdir(eval_args.model_name_or_path) else None
-        generate = ["hf-textgen", "generate", "--model_name_or_path", eval_args.model_name_or_path]
-        print(format_summary(rows, [command(*generate, "--prompt", prompt) if prompt else command(*generate)]))
-    return results
-
-
-# Shown in the end-of-run summary when present (lm-evaluation-harness names).
-_HEADLINE = ("perplexity", "word_perplexity", "bits_per_byte", "exact_match", "bleu")
-
-
-def _describe(data_args: DataArguments) -> dict:
-    fields = ("dataset_name", "dataset_config_name", "validation_file", "max_eval_samples", "sample_by")
-    described = {key: value for key, value in asdict(data_args).items() if key in fields and value is not None}
-    return described or {"bundled_corpus": "validation"}
+    prompt = recorded_prompt(eval_args.model_name_or_path) if os.path.isdir(eval_args.model_name_or_path) else None
+    generate = ["hf-textgen", "generate", "--model_name_or_path", eval_args.model_name_or_path]
+    print(format_summary(rows, [command(*generate, "--prompt", prompt) if prompt else command(*generate)]))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the flags (or one .yaml/.json file) and evaluate; see `hf-textgen evaluate --help`."""
-    eval_args, data_args = parse_args(argv)
-    run_evaluate(eval_args, data_args)
-    return 0
+    return run(parse_args(argv))

@@ -11,11 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from transformers import TextStreamer, set_seed
-from transformers.utils import logging as transformers_logging
-
-from hf_textgen.errors import UserError, first_line
-from hf_textgen.generation import generation_config_with, load_model_and_tokenizer, prepare_prompt
+from hf_textgen.errors import UserError
 
 # The flags that are GenerationConfig fields, passed on under the same names.
 GENERATION_FLAGS = (
@@ -113,23 +109,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class ContinuationStreamer(TextStreamer):
-    """Streams what a causal LM adds to a prompt that the caller has already printed.
-
-    The prompt's tokens stay in the decoding context, so the first new token decodes with the right spacing, but
-    they are not printed again. Like `TextStreamer`, it holds back a multi-byte character that a byte-level token
-    has only begun, so nothing half-decoded reaches the terminal.
-    """
-
-    def put(self, value):
-        if self.next_tokens_are_prompt:
-            self.next_tokens_are_prompt = False
-            self.token_cache = (value[0] if value.dim() > 1 else value).tolist()
-            self.print_len = len(self.tokenizer.decode(self.token_cache, **self.decode_kwargs))
-            return
-        super().put(value)
-
-
 def _count_unknown(tokenizer, token_ids: list[int]) -> int:
     unk_token_id = tokenizer.unk_token_id
     return 0 if unk_token_id is None else token_ids.count(unk_token_id)
@@ -152,9 +131,17 @@ def _utf8_safe_stdout() -> None:
         sys.stdout.reconfigure(errors="replace")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse the flags, load the model, and print the generated text; see `hf-textgen generate --help`."""
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The flags of `hf-textgen generate`; mistakes become one-line `UserError`s."""
+    return build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the model and print the generated text (streamed where one sequence is asked for)."""
+    from transformers.utils import logging as transformers_logging
+
+    from hf_textgen.generation import generate_text, generation_config_with, load_model_and_tokenizer, prepare_prompt
+
     prompt = _read_prompt(args)
     if not prompt.strip():
         raise UserError("the prompt is empty; pass --prompt TEXT or pipe the text on standard input")
@@ -186,39 +173,17 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
     _utf8_safe_stdout()
-    is_encoder_decoder = model.config.is_encoder_decoder
-    prompt_ids = prepared.input_ids[0].tolist()
-    # A causal LM's output starts with the prompt: show the user's own text, not its decoding, which loses any
-    # character the vocabulary lacks. A cut prompt shows what was kept.
-    shown_prompt = tokenizer.decode(prompt_ids, skip_special_tokens=True).lstrip("\ufffd")
-    if not prepared.num_dropped:
-        shown_prompt = prompt
-    # Streaming shows one sequence as it grows: impossible with several beams or several sequences.
-    stream = (generation_config.num_beams or 1) == 1 and (generation_config.num_return_sequences or 1) == 1
-    streamer = None
-    if stream and is_encoder_decoder:
-        streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-    elif stream:
-        streamer = ContinuationStreamer(tokenizer, skip_special_tokens=True)
-        print(shown_prompt, end="", flush=True)
-    if args.seed is not None:
-        set_seed(args.seed)
-    # Replacing (not passing) the config: generate() would fill the knobs dropped above back in from the model's.
-    model.generation_config = generation_config
-    try:
-        outputs = model.generate(
-            input_ids=prepared.input_ids, attention_mask=prepared.attention_mask, streamer=streamer
-        )  # (num_return_sequences, length)
-    except ValueError as error:
-        raise UserError(f"generation failed: {first_line(error)}") from None
-    if stream:
+    streamed = (generation_config.num_beams or 1) == 1 and (generation_config.num_return_sequences or 1) == 1
+    texts = generate_text(model, tokenizer, prompt, prepared, generation_config, seed=args.seed, stream=streamed)
+    if streamed:
         return 0
-    texts = tokenizer.batch_decode(outputs, skip_special_tokens=True)
-    if not is_encoder_decoder:
-        decoded_prompt_length = len(tokenizer.decode(prompt_ids, skip_special_tokens=True))
-        texts = [shown_prompt + text[decoded_prompt_length:] for text in texts]
     for index, text in enumerate(texts, start=1):
         if len(texts) > 1:
             print(f"--- sequence {index} of {len(texts)} ---")
         print(text)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the flags, load the model, and print the generated text; see `hf-textgen generate --help`."""
+    return run(parse_args(argv))

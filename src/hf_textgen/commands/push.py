@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 
 from hf_textgen.errors import UserError
-from hf_textgen.hub.push import push_model_folder
 
 
 class _Parser(argparse.ArgumentParser):
@@ -39,9 +38,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The flags of `hf-textgen push`; mistakes become one-line `UserError`s."""
+    return _parser().parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the flags, push the folder, print where it went and how to load it."""
-    args = _parser().parse_args(argv)
+    return run(parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Push the folder and print where it went and how to load it."""
+    from hf_textgen.hub.push import push_model_folder
+
     result = push_model_folder(
         args.model_path,
         args.repo_id,

@@ -13,15 +13,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from datasets import IterableDataset
-
-from hf_textgen.data import DataArguments, load_raw_datasets, minimum_vocab_size, train_tokenizer
-from hf_textgen.data.arguments import DEFAULT_VOCAB_SIZES, TOKENIZER_TYPES, VOCAB_SIZE_DEFAULTS_HELP
-from hf_textgen.data.loading import encoding_user_error, expand_data_files
-from hf_textgen.data.tokenizer_training import EmptyCorpusError, save_tokenizer
+from hf_textgen.data.arguments import DEFAULT_VOCAB_SIZES, TOKENIZER_TYPES, VOCAB_SIZE_DEFAULTS_HELP, DataArguments
 from hf_textgen.errors import UserError, atomic_output_dir
-from hf_textgen.summary import command, format_summary
-from hf_textgen.training.arguments import parse_arguments
+from hf_textgen.parsing import parse_arguments
 
 # Validation characters tokenized for the chars/token figure: enough for a stable number, cheap on any corpus.
 _MAX_VALIDATION_CHARS = 2_000_000
@@ -72,9 +66,26 @@ def parse_tokenizer_arguments(argv: list[str] | None = None) -> tuple[TokenizerT
     return args, data_args
 
 
+def parse_args(argv: list[str] | None = None) -> tuple[TokenizerTrainingArguments, DataArguments]:
+    """The flags (or one .yaml / .json file) of `hf-textgen train-tokenizer`."""
+    return parse_tokenizer_arguments(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Parse the flags, then train; see `hf-textgen train-tokenizer --help`."""
+    return run(parse_args(argv))
+
+
+def run(parsed: tuple[TokenizerTrainingArguments, DataArguments]) -> int:
     """Train a tokenizer on the named corpus (the bundled one by default), save it and print a one-line summary."""
-    args, data_args = parse_tokenizer_arguments(argv)
+    from datasets import IterableDataset
+
+    from hf_textgen.data import load_raw_datasets, minimum_vocab_size, train_tokenizer
+    from hf_textgen.data.loading import encoding_user_error, expand_data_files
+    from hf_textgen.data.tokenizer_training import EmptyCorpusError, save_tokenizer
+    from hf_textgen.summary import command, format_summary
+
+    args, data_args = parsed
     vocab_size = args.vocab_size if args.vocab_size is not None else DEFAULT_VOCAB_SIZES[args.tokenizer_type]
     if vocab_size is not None and vocab_size < minimum_vocab_size(args.tokenizer_type):
         raise UserError(

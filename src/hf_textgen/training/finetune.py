@@ -37,6 +37,7 @@ from hf_textgen.data.processing import MAX_DEFAULT_CONTEXT
 from hf_textgen.errors import UserError
 from hf_textgen.generation import max_positions
 from hf_textgen.training.arguments import (
+    PRETRAIN_DEFAULTS,
     FinetuneArguments,
     ModelArguments,
     Seq2SeqTrainingArguments,
@@ -44,7 +45,7 @@ from hf_textgen.training.arguments import (
     with_defaults,
 )
 from hf_textgen.training.lora import PeftArguments
-from hf_textgen.training.pretrain import PRETRAIN_DEFAULTS, CausalLMTask, check_causal_lm
+from hf_textgen.training.pretrain import CausalLMTask, check_causal_lm
 from hf_textgen.training.results import set_generation_defaults
 from hf_textgen.training.runner import IGNORE_INDEX, Task, run_task
 

@@ -17,33 +17,13 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import torch
 from transformers import TrainerCallback
 
+from hf_textgen.errors import EXIT_STATUS, Terminated, TrainingInterrupted  # noqa: F401  (raised and re-exported here)
+
 logger = logging.getLogger(__name__)
-
-# Conventional exit statuses: 128 + the signal number.
-EXIT_STATUS = {"SIGINT": 130, "SIGTERM": 143}
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM as an exception, so `with` blocks (temporary folders) clean up as they do for Ctrl-C."""
-
-
-@dataclass
-class TrainingInterrupted(Exception):
-    """Training stopped on a signal; `checkpoint` (None if none was complete) is where to resume from."""
-
-    signal_name: str
-    global_step: int
-    max_steps: int
-    checkpoint: str | None
-
-    def __str__(self) -> str:
-        where = f"the last complete checkpoint is {self.checkpoint}" if self.checkpoint else "no checkpoint was saved"
-        return f"training stopped by {self.signal_name} after step {self.global_step} of {self.max_steps}; {where}"
 
 
 class StopOnSignal(TrainerCallback):

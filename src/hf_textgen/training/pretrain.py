@@ -14,7 +14,7 @@ from hf_textgen.data import DataArguments, load_raw_datasets, resolve_block_size
 from hf_textgen.errors import UserError
 from hf_textgen.evaluation.text_units import TextUnits, sample_text_units
 from hf_textgen.generation import max_positions
-from hf_textgen.training.arguments import ModelArguments, TrainingArguments, with_defaults
+from hf_textgen.training.arguments import PRETRAIN_DEFAULTS, ModelArguments, PretrainingArguments, TrainingArguments  # noqa: F401  (re-exported)
 from hf_textgen.training.results import set_generation_defaults
 from hf_textgen.training.runner import Task, run_task
 
@@ -22,35 +22,6 @@ logger = logging.getLogger(__name__)
 
 # Documents read from a streamed corpus to train a tokenizer on (a streamed corpus may be endless).
 _STREAMING_TOKENIZER_DOCUMENTS = 100_000
-
-# `hf-textgen pretrain` defaults that differ from `TrainingArguments`: a small model trained from scratch wants a
-# larger learning rate than fine-tuning, and the loss curves want frequent logging and evaluation.
-# Training and evaluation are on unless switched off (`--do_train false` evaluates a model alone).
-PRETRAIN_DEFAULTS = {
-    "do_train": True,
-    "do_eval": True,
-    "learning_rate": 1e-3,
-    "lr_scheduler_type": "cosine",
-    "warmup_steps": 0.05,
-    "weight_decay": 0.1,
-    "per_device_train_batch_size": 16,
-    "per_device_eval_batch_size": 16,
-    "num_train_epochs": 1.0,
-    "logging_steps": 10,
-    "logging_first_step": True,
-    "eval_strategy": "steps",
-    "eval_steps": 100,
-    "save_steps": 200,
-    "save_total_limit": 2,
-    "ddp_find_unused_parameters": False,  # every parameter of a language model takes part in the loss
-}
-PretrainingArguments = with_defaults(
-    TrainingArguments,
-    "PretrainingArguments",
-    __name__,
-    PRETRAIN_DEFAULTS,
-    "`TrainingArguments` with `hf-textgen pretrain`'s defaults (`PRETRAIN_DEFAULTS`).",
-)
 
 
 def check_causal_lm(config: PretrainedConfig) -> None:

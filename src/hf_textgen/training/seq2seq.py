@@ -16,7 +16,6 @@ generation_config.json) with the metrics.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -34,7 +33,7 @@ from transformers import (
     TrainerCallback,
 )
 
-from hf_textgen.data import load_raw_datasets
+from hf_textgen.data.pairs import SOURCE, TARGET, load_pairs
 from hf_textgen.errors import UserError
 from hf_textgen.generation import max_positions, set_default_generation_config
 from hf_textgen.training.runner import IGNORE_INDEX, Task, run_task
@@ -42,58 +41,11 @@ from hf_textgen.training.runner import IGNORE_INDEX, Task, run_task
 logger = logging.getLogger(__name__)
 
 SEQ2SEQ_MODEL_TYPE = "hf_textgen_seq2seq"
-_SOURCE, _TARGET = "source", "target"  # internal column names once the user's columns are found
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Data
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def load_pairs(data_args, source_column: str, target_column: str, cache_dir: str | None = None) -> DatasetDict:
-    """Load train/validation (source, target) pairs as a `DatasetDict` with string columns "source" and "target".
-
-    Rows with an empty or missing source or target are dropped (with a warning).
-
-    Raises:
-        UserError: No data named, streaming, a missing / empty / unreadable file, a missing column, or no pair left.
-    """
-    if not getattr(data_args, "train_file", None) and not getattr(data_args, "dataset_name", None):
-        raise UserError("--task seq2seq needs (source, target) pairs: pass --train_file (json, jsonl or csv)")
-    if getattr(data_args, "streaming", False):
-        raise UserError("--task seq2seq does not support --streaming; drop it")
-    try:
-        # The shared loader finds its one text column: point it at the source, then rename it back.
-        raw = load_raw_datasets(dataclasses.replace(data_args, text_column_name=source_column), cache_dir)
-    except UserError as error:
-        raise UserError(str(error).replace("--text_column_name", "--source_column")) from None
-    pairs = {}
-    for split, dataset in raw.items():
-        if target_column not in dataset.column_names:
-            if split == "train" and "text" in dataset.column_names and len(dataset.column_names) == 1:
-                hint = "plain text has no columns: give json, jsonl or csv rows with a source and a target"
-            else:
-                hint = f"columns: {', '.join(c if c != 'text' else source_column for c in dataset.column_names)}"
-            raise UserError(f"the {split} data has no target column {target_column!r} ({hint}); fix --target_column")
-        dataset = dataset.select_columns(["text", target_column]).rename_column("text", _SOURCE)
-        if target_column != _TARGET:
-            dataset = dataset.rename_column(target_column, _TARGET)
-        before = len(dataset)
-        dataset = dataset.filter(
-            lambda row: (
-                isinstance(row[_SOURCE], str)
-                and isinstance(row[_TARGET], str)
-                and bool(row[_SOURCE].strip())
-                and bool(row[_TARGET].strip())
-            ),
-            desc="Dropping pairs with an empty source or target",
-        )
-        if len(dataset) < before:
-            logger.warning("%s: %d pair(s) without source or target text dropped", split, before - len(dataset))
-        if len(dataset) == 0:
-            raise UserError(f"the {split} data holds no (source, target) pair with text on both sides")
-        pairs[split] = dataset
-    return DatasetDict(pairs)
 
 
 def tokenize_pairs(
@@ -107,17 +59,17 @@ def tokenize_pairs(
     Sources longer than `max_source_length` tokens and targets longer than `max_target_length` (EOS included)
     lose their end.
     """
-    features = tokenizer(examples[_SOURCE], truncation=True, max_length=max_source_length)
+    features = tokenizer(examples[SOURCE], truncation=True, max_length=max_source_length)
     eos = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
-    targets = tokenizer(examples[_TARGET], add_special_tokens=False)["input_ids"]
+    targets = tokenizer(examples[TARGET], add_special_tokens=False)["input_ids"]
     features["labels"] = [ids[: max_target_length - len(eos)] + eos for ids in targets]
     return features
 
 
 def _texts(pairs: DatasetDict) -> Iterator[str]:
     for row in pairs["train"]:
-        yield row[_SOURCE]
-        yield row[_TARGET]
+        yield row[SOURCE]
+        yield row[TARGET]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -210,7 +162,7 @@ class Seq2SeqTask(Task):
         self.max_target_length: int | None = None
 
     def text_columns(self) -> tuple[str, ...]:
-        return (_SOURCE, _TARGET)
+        return (SOURCE, TARGET)
 
     def check_arguments(self, model_args, data_args, training_args) -> None:
         if not isinstance(training_args, Seq2SeqTrainingArguments):
@@ -219,8 +171,8 @@ class Seq2SeqTask(Task):
             training_args.predict_with_generate = True  # exact match and BLEU score generated text
 
     def load_data(self, data_args, cache_dir: str | None) -> DatasetDict:
-        source_column = getattr(self.finetune_args, "source_column", _SOURCE)
-        target_column = getattr(self.finetune_args, "target_column", _TARGET)
+        source_column = getattr(self.finetune_args, "source_column", SOURCE)
+        target_column = getattr(self.finetune_args, "target_column", TARGET)
         return load_pairs(data_args, source_column, target_column, cache_dir)
 
     def tokenizer_texts(self, raw: DatasetDict) -> Iterator[str]:
@@ -248,7 +200,7 @@ class Seq2SeqTask(Task):
         return raw.map(
             tokenize_pairs,
             batched=True,
-            remove_columns=[_SOURCE, _TARGET],
+            remove_columns=[SOURCE, TARGET],
             fn_kwargs={
                 "tokenizer": tokenizer,
                 "max_source_length": max_source_length,
