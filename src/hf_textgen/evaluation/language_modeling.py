@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import DataCollatorForSeq2Seq, PreTrainedModel, PreTrainedTokenizerBase
 
 from hf_textgen.evaluation import load_metric
 from hf_textgen.evaluation.text_units import TextUnits
@@ -246,29 +246,25 @@ def evaluate_seq2seq(
         raise ValueError("no (source, target) pairs to evaluate")
     device = model.device
     eos = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    # The training collator: pads sources and labels (with -100) and builds the decoder inputs from the labels.
+    collator = DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=IGNORE_INDEX, return_tensors="pt")
     nll: list[float] = []
     counts: list[int] = []
     model.eval()
     for start in tqdm(range(0, len(sources), batch_size), desc="perplexity", unit="batch", disable=not progress):
-        batch_sources = list(sources[start : start + batch_size])
-        batch_targets = list(targets[start : start + batch_size])
-        encoded = tokenizer(
-            batch_sources, max_length=max_source_length, truncation=True, padding=True, return_tensors="pt"
-        ).to(device)
-        target_ids = tokenizer(batch_targets, add_special_tokens=False)["input_ids"]
-        target_ids = [ids[: max_target_length - len(eos)] + eos for ids in target_ids]
-        width = max(len(ids) for ids in target_ids)
-        labels = torch.full((len(target_ids), width), IGNORE_INDEX, dtype=torch.long)  # (B, T)
-        for row, ids in enumerate(target_ids):
-            labels[row, : len(ids)] = torch.tensor(ids)
-        labels = labels.to(device)
-        decoder_input_ids = model.prepare_decoder_input_ids_from_labels(labels=labels.masked_fill(labels < 0, pad_id))
+        encoded = tokenizer(list(sources[start : start + batch_size]), max_length=max_source_length, truncation=True)
+        target_ids = tokenizer(list(targets[start : start + batch_size]), add_special_tokens=False)["input_ids"]
+        features = [
+            {"input_ids": ids, "attention_mask": mask, "labels": target[: max_target_length - len(eos)] + eos}
+            for ids, mask, target in zip(encoded["input_ids"], encoded["attention_mask"], target_ids)
+        ]
+        batch = collator(features).to(device)
+        labels = batch["labels"]  # (B, T)
         with _autocast(device, bf16):
             logits = model(
-                input_ids=encoded["input_ids"],
-                attention_mask=encoded["attention_mask"],
-                decoder_input_ids=decoder_input_ids,
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                decoder_input_ids=batch["decoder_input_ids"],
             ).logits  # (B, T, V)
         token_nll = F.cross_entropy(
             logits.float().transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none"

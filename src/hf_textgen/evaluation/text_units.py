@@ -22,6 +22,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from hf_textgen.evaluation.perplexity import perplexity
+
 _WHITESPACE = re.compile(r"\s+")
 _LETTER = re.compile(r"[^\W\d_]")
 # Scripts written without spaces between words: Thai, Lao, Myanmar, Khmer, Japanese kana, CJK ideographs.
@@ -99,19 +101,12 @@ class TextUnits:
         """
         total = loss * self.num_tokens
         metrics = {
-            f"{prefix}byte_perplexity": _exp(total / self.num_bytes),
+            f"{prefix}byte_perplexity": perplexity(total / self.num_bytes),
             f"{prefix}bits_per_byte": total / self.num_bytes / math.log(2),
         }
         if self.num_words:
-            metrics[f"{prefix}word_perplexity"] = _exp(total / self.num_words)
+            metrics[f"{prefix}word_perplexity"] = perplexity(total / self.num_words)
         return metrics
-
-
-def _exp(value: float) -> float:
-    try:
-        return math.exp(value)
-    except OverflowError:
-        return math.inf
 
 
 def sample_text_units(documents: Iterable[str], tokenizer, max_characters: int = 2_000_000) -> TextUnits | None:

@@ -183,7 +183,7 @@ def export_llama(
             if (Path(model_path) / name).is_file():
                 shutil.copyfile(Path(model_path) / name, tmp / name)
         write_export_model_card(tmp, source=str(model_path))
-    parameters = sum(param.numel() for param in llama.parameters())
+    parameters = llama.num_parameters()
     return ExportResult(Path(output_dir), "llama", parameters, f"LlamaForCausalLM, {_dtype_name(llama.dtype)}")
 
 
@@ -349,7 +349,7 @@ def export_gguf(
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
-    parameters = sum(param.numel() for param in llama.parameters())
+    parameters = llama.num_parameters()
     details = f"llama, {outtype}, pre-tokenizer {pre_tokenizer}"
     return ExportResult(Path(output_dir) / GGUF_FILE_NAME, "gguf", parameters, details)
 

@@ -6,6 +6,7 @@ and leaves nothing half-written behind.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import shutil
@@ -15,7 +16,7 @@ from typing import Any
 
 from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedTokenizerBase
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.trainer_utils import get_last_checkpoint, sort_checkpoints
 
 from hf_textgen.errors import UserError, first_line
 from hf_textgen.training.arguments import MODEL_TYPE_ALIASES, ModelArguments
@@ -71,19 +72,21 @@ def missing_checkpoint_files(path: str | os.PathLike) -> list[str]:
 
 
 def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
-    """The highest-step complete `checkpoint-N` folder in `output_dir`, or None when there is none."""
-    output_dir = Path(output_dir)
-    if not output_dir.is_dir():
+    """The highest-step complete `checkpoint-N` folder in `output_dir`, or None when there is none.
+
+    `transformers.trainer_utils.get_last_checkpoint` finds the newest one; a process killed while saving leaves that
+    one incomplete, and then the newest complete one of `sort_checkpoints` is taken instead.
+    """
+    if not Path(output_dir).is_dir():
         return None
-    steps = []
-    for child in output_dir.iterdir():
-        name = child.name
-        if name.startswith(f"{PREFIX_CHECKPOINT_DIR}-") and name.split("-")[-1].isdigit():
-            if is_complete_checkpoint(child):
-                steps.append((int(name.split("-")[-1]), str(child)))
-            else:
-                logger.warning("ignoring %s: it was not completely written (interrupted save?)", child)
-    return max(steps)[1] if steps else None
+    last = get_last_checkpoint(str(output_dir))
+    if last is None or is_complete_checkpoint(last):
+        return last
+    for checkpoint in reversed(sort_checkpoints(str(output_dir))):
+        if is_complete_checkpoint(checkpoint):
+            return checkpoint
+        logger.warning("ignoring %s: it was not completely written (interrupted save?)", checkpoint)
+    return None
 
 
 def resolve_resume_checkpoint(training_args) -> str | None:
@@ -201,38 +204,33 @@ def resolve_model_type(model_type: str | None, default: str | None = DEFAULT_MOD
     return full
 
 
-def _parse_value(key: str, text: str, current: Any) -> Any:
-    """Turn one `--config_overrides` value into the type of the field it replaces."""
-    try:
-        if isinstance(current, bool):
-            lowered = text.lower()
-            if lowered not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(text)
-            return lowered in ("true", "1", "yes")
-        if isinstance(current, int):
-            return int(text)
-        if isinstance(current, float):
-            return float(text)
-    except ValueError:
-        kind = type(current).__name__
-        raise UserError(f"--config_overrides: {key}={text} is not a valid {kind}") from None
-    if current is None:
-        for convert in (int, float):
-            try:
-                return convert(text)
-            except ValueError:
-                pass
-        if text.lower() in ("true", "false"):
-            return text.lower() == "true"
-        if text.lower() == "none":
-            return None
-    return text
+def _guess_value(text: str) -> Any:
+    """A `--config_overrides` value for a field that holds None, so has no type to follow: int, float, bool, None
+    or the text itself."""
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    return None if lowered == "none" else text
 
 
 def parse_config_overrides(overrides: str | None, base: PretrainedConfig) -> dict[str, Any]:
-    """Parse `"hidden_size=64,cell_type=gru"` into typed values, refusing fields the config does not have."""
+    """Parse `"hidden_size=64,cell_type=gru"` into values of the types of `base`'s fields.
+
+    Each value goes through `PretrainedConfig.update_from_string` on a copy of `base` (bool, int, float or string,
+    as the field holds); a field whose value is None has no type to follow and takes the likeliest reading.
+
+    Raises:
+        UserError: An item not of the form name=value, a field the config does not have, or a value that does not
+            fit the field's type.
+    """
     if not overrides:
         return {}
+    probe = copy.deepcopy(base)
     values = {}
     for item in overrides.split(","):
         item = item.strip()
@@ -246,7 +244,14 @@ def parse_config_overrides(overrides: str | None, base: PretrainedConfig) -> dic
                 f"--config_overrides: {base.model_type} configs have no field {key!r}; "
                 f"fields: {', '.join(sorted(k for k in base.to_dict() if not k.startswith('_')))}"
             )
-        values[key] = _parse_value(key, text, getattr(base, key))
+        if getattr(base, key) is None:
+            values[key] = _guess_value(text)
+            continue
+        try:
+            probe.update_from_string(f"{key}={text}")
+        except (ValueError, TypeError) as error:
+            raise UserError(f"--config_overrides: {key}={text}: {first_line(error)}") from None
+        values[key] = getattr(probe, key)
     return values
 
 
