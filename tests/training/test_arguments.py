@@ -80,6 +80,11 @@ def test_config_overrides_are_typed():
         parse_config_overrides("hidden_size=big", RNNConfig())
     with pytest.raises(UserError, match="name=value"):
         parse_config_overrides("hidden_size", RNNConfig())
+    with pytest.raises(UserError, match="tie_word_embeddings=maybe"):
+        parse_config_overrides("tie_word_embeddings=maybe", RNNConfig())
+    # A field that holds None has no type for update_from_string to follow: the likeliest reading is taken.
+    assert RNNConfig().embedding_size is None
+    assert parse_config_overrides("embedding_size=16", RNNConfig()) == {"embedding_size": 16}
 
 
 def test_from_scratch_config_takes_preset_tokenizer_ids_then_overrides():
