@@ -14,6 +14,7 @@ import random
 import pytest
 import torch
 from peft import AutoPeftModelForCausalLM, AutoPeftModelForSeq2SeqLM, AutoPeftModelForSequenceClassification
+from safetensors.torch import load_file
 from transformers import (
     AutoModelForCausalLM,
     AutoModelForSeq2SeqLM,
@@ -276,3 +277,31 @@ def test_merging_a_lora_on_a_tied_head_keeps_the_input_embeddings(tmp_path, base
         assert torch.equal(candidate.get_input_embeddings().weight, embeddings)
         with torch.no_grad():
             assert torch.allclose(candidate(input_ids=input_ids).logits, expected, atol=1e-5)
+
+
+class _StopAt(TrainerCallback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        control.should_training_stop = state.global_step >= self.step
+
+
+def test_a_lora_run_resumes_from_its_checkpoint(tmp_path, base_models, data_files):
+    # A LoRA checkpoint holds the adapter and no config.json: the base config comes from --model_name_or_path again.
+    argv = ["--task", "causal_lm", "--model_name_or_path", base_models["transformer"], *data_files["causal_lm"]]
+    argv += [*COMMON, *LORA, "--save_strategy", "steps", "--save_steps", "2"]
+    argv[argv.index("--max_steps") + 1] = "4"
+    runs = {}
+    for name, callbacks in (("stopped", [_StopAt(2)]), ("resumed", []), ("uninterrupted", [])):
+        folder = tmp_path / ("uninterrupted" if name == "uninterrupted" else "out")
+        args = parse_finetune_arguments([*argv, "--output_dir", str(folder)])
+        run_finetune(*args[:4], callbacks=callbacks, peft_args=args[4])
+        runs[name] = load_file(folder / "adapter_model.safetensors")
+        if name == "stopped":
+            assert (folder / "checkpoint-2" / "adapter_model.safetensors").is_file()
+    state = json.loads((tmp_path / "out" / "trainer_state.json").read_text())
+    assert state["global_step"] == 4  # the second run went on from checkpoint-2
+    assert runs["resumed"].keys() == runs["uninterrupted"].keys()
+    assert all(torch.allclose(runs["resumed"][key], runs["uninterrupted"][key], atol=1e-6) for key in runs["resumed"])
+    assert not all(torch.equal(runs["stopped"][key], runs["resumed"][key]) for key in runs["resumed"])

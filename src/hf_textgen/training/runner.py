@@ -19,6 +19,7 @@ Every user mistake before step 6 is a `UserError`, and nothing has been written 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -191,7 +192,8 @@ def _tokenizer(task: Task, raw, model_args: ModelArguments, training_args, resum
 
 def _config(task: Task, raw, tokenizer, model_args: ModelArguments, resume_from: str | None):
     """The model config and whether the weights come from `--model_name_or_path`."""
-    if resume_from:
+    # A LoRA checkpoint (--use_peft) holds only the adapter: its base config is read from --model_name_or_path again.
+    if resume_from and os.path.isfile(os.path.join(resume_from, "config.json")):
         # A resumed run reads the config it started with from its checkpoint, so nothing drifts.
         config = AutoConfig.from_pretrained(resume_from, trust_remote_code=model_args.trust_remote_code)
         from_pretrained = bool(model_args.model_name_or_path)
