@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
+from hf_textgen._lazy import lazy_attributes
 
-# name -> the module that defines it: imported on first use, so that importing one light module of this
-# package (e.g. its argument dataclasses, for `hf-textgen <command> --help`) does not import all of it.
+# name -> the module that defines it: imported on first use (see hf_textgen._lazy).
 _LAZY = {
     "DataArguments": "hf_textgen.data.arguments",
     "bundled_corpus_files": "hf_textgen.data.loading",
@@ -22,14 +21,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str):
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
