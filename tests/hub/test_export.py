@@ -23,6 +23,7 @@ from pathlib import Path
 import gguf
 import pytest
 import torch
+from hidden_hf_textgen import HIDE_HF_TEXTGEN
 from huggingface_hub import metadata_load
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -100,21 +101,8 @@ def _export(capsys, *argv) -> tuple[int, str, str]:
 
 # Runs with `python -I`: hf_textgen is made unimportable before transformers loads the folder, so only what
 # transformers ships can be running. Prints the logits' largest difference and the token ids.
-_PLAIN_LOAD_SCRIPT = textwrap.dedent(
-    """
-    import importlib.abc
-    import json
-    import sys
-
-
-    class _HideHfTextgen(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "hf_textgen" or name.startswith("hf_textgen."):
-                raise ModuleNotFoundError(f"{name} is hidden for this test", name=name)
-            return None
-
-
-    sys.meta_path.insert(0, _HideHfTextgen())
+_PLAIN_LOAD_SCRIPT = HIDE_HF_TEXTGEN + textwrap.dedent(
+    """\
     import torch
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hidden_hf_textgen import HIDE_HF_TEXTGEN
 from safetensors.torch import save_file
 
 from hf_textgen import (
@@ -31,24 +32,10 @@ FLOOR_RELEASE = f"{MIN_TRANSFORMERS_VERSION}.0"
 _GENERATE = {"max_new_tokens": 5, "do_sample": False, "eos_token_id": None, "pad_token_id": 0}
 
 # Runs in a fresh `python -I` process: the floor transformers first on sys.path, hf_textgen unimportable.
-_CHILD = textwrap.dedent(
-    """
-    import importlib.abc
-    import json
-    import sys
-
+_CHILD = HIDE_HF_TEXTGEN + textwrap.dedent(
+    """\
     floor_dir, manifest_file = sys.argv[1:3]
     sys.path.insert(0, floor_dir)
-
-
-    class _HideHfTextgen(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "hf_textgen" or name.startswith("hf_textgen."):
-                raise ModuleNotFoundError(f"{name} is hidden for this test", name=name)
-            return None
-
-
-    sys.meta_path.insert(0, _HideHfTextgen())
     import torch
     import transformers
     from safetensors.torch import load_file

@@ -32,6 +32,7 @@ import textwrap
 
 import pytest
 import torch
+from hidden_hf_textgen import HIDE_HF_TEXTGEN
 from safetensors import safe_open
 from safetensors.torch import save_file
 from transformers import (
@@ -51,21 +52,8 @@ import hf_textgen  # noqa: F401  (registers the Auto classes)
 # folders, and the test fails if it still imports, so only the code saved next to the weights can be running. Each
 # entry of the JSON manifest names an Auto class, a saved folder, and a safetensors file with the model's inputs and
 # the expected first output (logits or last hidden state), or no file when only the loaded class is checked.
-_REMOTE_CODE_SCRIPT = textwrap.dedent(
-    """
-    import importlib.abc
-    import json
-    import sys
-
-
-    class _HideHfTextgen(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "hf_textgen" or name.startswith("hf_textgen."):
-                raise ModuleNotFoundError(f"{name} is hidden for this test", name=name)
-            return None
-
-
-    sys.meta_path.insert(0, _HideHfTextgen())
+_REMOTE_CODE_SCRIPT = HIDE_HF_TEXTGEN + textwrap.dedent(
+    """\
     try:
         import hf_textgen  # noqa: F401
     except ModuleNotFoundError:
