@@ -149,6 +149,63 @@ def assert_loss_near_ln_vocab(loss: float, vocab_size: int, what: str) -> None:
     assert abs(loss - expected) < INIT_LOSS_TOLERANCE, f"{what}: loss at init {loss:.3f}, ln(vocab) {expected:.3f}"
 
 
+def assert_every_parameter_has_a_gradient(model) -> None:
+    """After a backward pass: every parameter got a finite, non-zero gradient."""
+    for name, parameter in model.named_parameters():
+        assert parameter.grad is not None, f"no gradient for {name}"
+        assert torch.isfinite(parameter.grad).all(), f"non-finite gradient for {name}"
+        assert parameter.grad.abs().sum() > 0, f"zero gradient for {name}"
+
+
+def assert_config_and_base_model_resolve(config, config_class: type, base_model_class: type, folder) -> None:
+    """`AutoConfig` (by model type and from a saved folder) and `AutoModel` give the family's classes."""
+    assert isinstance(AutoConfig.for_model(config_class.model_type), config_class)
+    config.save_pretrained(folder)
+    assert type(AutoConfig.from_pretrained(folder)) is config_class
+    assert type(AutoModel.from_config(config)) is base_model_class
+
+
+def assert_auto_map_and_code(folder, classes: dict[str, type]) -> None:
+    """The saved `config.json`'s `auto_map` names each `Auto class -> model class` of `classes`, and every module
+    it points to was saved next to it as a `.py` file."""
+    auto_map = json.loads((folder / "config.json").read_text())["auto_map"]
+    for auto_class, model_class in classes.items():
+        assert auto_map[auto_class].endswith(model_class.__name__)
+    for module_name in {value.split(".")[0] for value in auto_map.values()}:
+        assert (folder / f"{module_name}.py").is_file()
+
+
+def beam_search_cached_and_uncached(generate, model, input_ids, num_return_sequences: int, atol: float):
+    """Beam search (3 beams, 7 new tokens) with and without the cache: the same sequences, the same scores within
+    `atol`. `generate` is the mixin's non-stopping `generate`; returns the cached run's output."""
+    kwargs = {
+        "num_beams": 3,
+        "num_return_sequences": num_return_sequences,
+        "max_new_tokens": 7,
+        "return_dict_in_generate": True,
+        "output_scores": True,
+    }
+    cached = generate(model, input_ids, use_cache=True, **kwargs)
+    uncached = generate(model, input_ids, use_cache=False, **kwargs)
+    assert torch.equal(cached.sequences, uncached.sequences)
+    torch.testing.assert_close(cached.sequences_scores, uncached.sequences_scores, atol=atol, rtol=1e-4)
+    return cached
+
+
+def seeded_sample_is_reproducible(generate, model, input_ids, sampling: dict) -> torch.LongTensor:
+    """Sampling with `sampling` under one seed gives the same tokens twice, and without the cache (same seed, same
+    distribution: the cache must not change what is sampled); returns those tokens."""
+
+    def sample(**kwargs):
+        torch.manual_seed(1234)
+        return generate(model, input_ids, do_sample=True, max_new_tokens=10, **sampling, **kwargs)
+
+    first = sample()
+    assert torch.equal(first, sample())
+    assert torch.equal(first, sample(use_cache=False))
+    return first
+
+
 class _CollectingStreamer(BaseStreamer):
     """Records every `put` so the test can compare what was streamed with what `generate` returned."""
 
@@ -316,10 +373,7 @@ class CausalLMModelTestMixin:
         model = self.make_model().train()
         input_ids = self.random_ids(model.config, 2, 8)
         model(input_ids=input_ids, labels=input_ids).loss.backward()
-        for name, parameter in model.named_parameters():
-            assert parameter.grad is not None, f"no gradient for {name}"
-            assert torch.isfinite(parameter.grad).all(), f"non-finite gradient for {name}"
-            assert parameter.grad.abs().sum() > 0, f"zero gradient for {name}"
+        assert_every_parameter_has_a_gradient(model)
 
     # --------------------------------------------------------------------------------- saving, Auto, remote code
     def test_save_load_identical_logits_safetensors_only(self, tmp_path):
@@ -338,23 +392,17 @@ class CausalLMModelTestMixin:
 
     def test_auto_classes_resolve_to_the_family(self, tmp_path):
         config = self.get_config()
-        assert isinstance(AutoConfig.for_model(self.config_class.model_type), self.config_class)
-        config.save_pretrained(tmp_path)
-        assert type(AutoConfig.from_pretrained(tmp_path)) is self.config_class
-        assert type(AutoModel.from_config(config)) is self.base_model_class
+        assert_config_and_base_model_resolve(config, self.config_class, self.base_model_class, tmp_path)
         assert type(AutoModelForCausalLM.from_config(config)) is self.causal_lm_class
         if self.sequence_classification_class is not None:
             model = AutoModelForSequenceClassification.from_config(config)
             assert type(model) is self.sequence_classification_class
 
     def test_save_writes_auto_map_and_code(self, tmp_path):
-        model = self.make_model()
-        model.save_pretrained(tmp_path)
-        auto_map = json.loads((tmp_path / "config.json").read_text())["auto_map"]
-        assert auto_map["AutoConfig"].endswith(self.config_class.__name__)
-        assert auto_map["AutoModelForCausalLM"].endswith(self.causal_lm_class.__name__)
-        for module_name in {value.split(".")[0] for value in auto_map.values()}:
-            assert (tmp_path / f"{module_name}.py").is_file()
+        self.make_model().save_pretrained(tmp_path)
+        assert_auto_map_and_code(
+            tmp_path, {"AutoConfig": self.config_class, "AutoModelForCausalLM": self.causal_lm_class}
+        )
 
     def test_remote_code_load_in_a_process_without_hf_textgen(self, tmp_path):
         if not self.run_remote_code_test:
@@ -395,18 +443,8 @@ class CausalLMModelTestMixin:
     def test_beam_search_cached_equals_uncached(self, num_return_sequences):
         model = self.make_model()
         input_ids = self.random_ids(model.config, 2, 5)
-        kwargs = {
-            "num_beams": 3,
-            "num_return_sequences": num_return_sequences,
-            "max_new_tokens": 7,
-            "return_dict_in_generate": True,
-            "output_scores": True,
-        }
-        cached = self.generate(model, input_ids, use_cache=True, **kwargs)
-        uncached = self.generate(model, input_ids, use_cache=False, **kwargs)
+        cached = beam_search_cached_and_uncached(self.generate, model, input_ids, num_return_sequences, self.atol)
         assert cached.sequences.shape == (2 * num_return_sequences, 5 + 7)
-        assert torch.equal(cached.sequences, uncached.sequences)
-        torch.testing.assert_close(cached.sequences_scores, uncached.sequences_scores, atol=self.atol, rtol=1e-4)
 
     @pytest.mark.parametrize(
         "sampling",
@@ -415,16 +453,7 @@ class CausalLMModelTestMixin:
     )
     def test_seeded_sampling_is_reproducible(self, sampling):
         model = self.make_model()
-        input_ids = self.random_ids(model.config, 2, 5)
-
-        def sample(**kwargs):
-            torch.manual_seed(1234)
-            return self.generate(model, input_ids, do_sample=True, max_new_tokens=10, **sampling, **kwargs)
-
-        first = sample()
-        assert torch.equal(first, sample())
-        # Same seed, same distribution: the cache must not change what is sampled.
-        assert torch.equal(first, sample(use_cache=False))
+        seeded_sample_is_reproducible(self.generate, model, self.random_ids(model.config, 2, 5), sampling)
 
     def test_sampling_differs_across_seeds(self):
         model = self.make_model()
@@ -739,10 +768,7 @@ class Seq2SeqLMModelTestMixin:
         model = self.make_model(tie_word_embeddings=False).train()
         source, labels = self.random_ids(2, 6), self.random_ids(2, 5, seed=1)
         model(input_ids=source, labels=labels).loss.backward()
-        for name, parameter in model.named_parameters():
-            assert parameter.grad is not None, f"no gradient for {name}"
-            assert torch.isfinite(parameter.grad).all(), f"non-finite gradient for {name}"
-            assert parameter.grad.abs().sum() > 0, f"zero gradient for {name}"
+        assert_every_parameter_has_a_gradient(model)
 
     def test_data_collator_builds_decoder_inputs_from_labels(self):
         model = self.make_model()
@@ -790,20 +816,17 @@ class Seq2SeqLMModelTestMixin:
 
     def test_auto_classes_resolve_to_the_family(self, tmp_path):
         config = self.get_config()
-        assert isinstance(AutoConfig.for_model(self.config_class.model_type), self.config_class)
-        config.save_pretrained(tmp_path)
-        assert type(AutoConfig.from_pretrained(tmp_path)) is self.config_class
-        assert type(AutoModel.from_config(config)) is self.base_model_class
+        assert_config_and_base_model_resolve(config, self.config_class, self.base_model_class, tmp_path)
         assert type(AutoModelForSeq2SeqLM.from_config(config)) is self.seq2seq_lm_class
 
     def test_save_writes_auto_map_and_code(self, tmp_path):
         self.make_model().save_pretrained(tmp_path)
-        auto_map = json.loads((tmp_path / "config.json").read_text())["auto_map"]
-        assert auto_map["AutoConfig"].endswith(self.config_class.__name__)
-        assert auto_map["AutoModel"].endswith(self.base_model_class.__name__)
-        assert auto_map["AutoModelForSeq2SeqLM"].endswith(self.seq2seq_lm_class.__name__)
-        for module_name in {value.split(".")[0] for value in auto_map.values()}:
-            assert (tmp_path / f"{module_name}.py").is_file()
+        classes = {
+            "AutoConfig": self.config_class,
+            "AutoModel": self.base_model_class,
+            "AutoModelForSeq2SeqLM": self.seq2seq_lm_class,
+        }
+        assert_auto_map_and_code(tmp_path, classes)
 
     def test_remote_code_load_in_a_process_without_hf_textgen(self, tmp_path):
         model = self.make_generation_model()
@@ -835,18 +858,8 @@ class Seq2SeqLMModelTestMixin:
     def test_beam_search_cached_equals_uncached(self, num_return_sequences):
         model = self.make_generation_model()
         source = self.random_ids(2, 6)
-        kwargs = {
-            "num_beams": 3,
-            "num_return_sequences": num_return_sequences,
-            "max_new_tokens": 7,
-            "return_dict_in_generate": True,
-            "output_scores": True,
-        }
-        cached = self.generate(model, source, use_cache=True, **kwargs)
-        uncached = self.generate(model, source, use_cache=False, **kwargs)
+        cached = beam_search_cached_and_uncached(self.generate, model, source, num_return_sequences, self.atol)
         assert cached.sequences.shape == (2 * num_return_sequences, 1 + 7)
-        assert torch.equal(cached.sequences, uncached.sequences)
-        torch.testing.assert_close(cached.sequences_scores, uncached.sequences_scores, atol=self.atol, rtol=1e-4)
 
     @pytest.mark.parametrize(
         "sampling",
@@ -856,14 +869,7 @@ class Seq2SeqLMModelTestMixin:
     def test_seeded_sampling_is_reproducible_with_and_without_cache(self, sampling):
         model = self.make_generation_model()
         source = self.random_ids(2, 6)
-
-        def sample(**kwargs):
-            torch.manual_seed(1234)
-            return self.generate(model, source, do_sample=True, max_new_tokens=10, **sampling, **kwargs)
-
-        first = sample()
-        assert torch.equal(first, sample())
-        assert torch.equal(first, sample(use_cache=False))
+        first = seeded_sample_is_reproducible(self.generate, model, source, sampling)
         torch.manual_seed(99)
         assert not torch.equal(first, self.generate(model, source, do_sample=True, max_new_tokens=10, temperature=1.5))
 
