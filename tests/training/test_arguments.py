@@ -8,7 +8,7 @@ import torch
 from hf_textgen.data import DataArguments
 from hf_textgen.errors import UserError
 from hf_textgen.models import RNNConfig, TransformerConfig
-from hf_textgen.training.arguments import ModelArguments, parse_arguments
+from hf_textgen.training.arguments import ModelArguments, TrainingArguments, parse_arguments, warn_if_fsdp_runs_as_ddp
 from hf_textgen.training.common import build_config, parse_config_overrides
 from hf_textgen.training.pretrain import PRETRAIN_DEFAULTS, PretrainingArguments
 
@@ -122,3 +122,19 @@ def test_finetune_from_scratch_defaults_to_the_pretraining_learning_rate(tmp_pat
     assert classification[2].layerwise_lr_decay == 0.5
     explicit = parse_finetune_arguments([*base, "--model_type", "seq2seq", "--learning_rate", "3e-4"])[3]
     assert explicit.learning_rate == 3e-4
+
+
+@pytest.mark.parametrize("use_fsdp", [None, "false", "true"])
+def test_fsdp_asked_for_on_the_cpu_warns_that_it_runs_as_ddp(tmp_path, monkeypatch, capsys, use_fsdp):
+    # What `accelerate launch --config_file scripts/configs/fsdp.yaml` sets; Accelerate runs it as DDP on the CPU.
+    if use_fsdp is None:
+        monkeypatch.delenv("ACCELERATE_USE_FSDP", raising=False)
+    else:
+        monkeypatch.setenv("ACCELERATE_USE_FSDP", use_fsdp)
+    warn_if_fsdp_runs_as_ddp(TrainingArguments(output_dir=str(tmp_path), use_cpu=True))
+    lines = capsys.readouterr().err.splitlines()
+    if use_fsdp == "true":
+        assert len(lines) == 1 and lines[0].startswith("warning: ")
+        assert "as DDP" in lines[0] and '"What runs where"' in lines[0]
+    else:
+        assert lines == []

@@ -7,6 +7,8 @@ so a command line written for the transformers examples works here unchanged.
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -152,6 +154,26 @@ def _accelerator_available() -> bool:
         return True
     return any(
         getattr(torch, name, None) is not None and getattr(torch, name).is_available() for name in ("xpu", "npu")
+    )
+
+
+def warn_if_fsdp_runs_as_ddp(training_args: transformers.TrainingArguments) -> None:
+    """Print one warning (main process) when `accelerate launch` asks for FSDP but the run is on the CPU.
+
+    `accelerate launch --config_file scripts/configs/fsdp.yaml` sets `ACCELERATE_USE_FSDP=true`, but Accelerate
+    1.15 takes up its FSDP plugin only on GPU-like devices: on the CPU (`--use_cpu`, the default without an
+    accelerator) the Trainer silently runs DDP, every rank holding the whole model. See the README's "What runs
+    where".
+    """
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true":  # Accelerate's own test of the variable
+        return
+    if not (training_args.use_cpu or not _accelerator_available()) or training_args.process_index != 0:
+        return
+    print(
+        "warning: accelerate asks for FSDP (ACCELERATE_USE_FSDP) but this run is on the CPU, where Accelerate runs it "
+        'as DDP: nothing is sharded, every rank holds the whole model. See README.md, "What runs where".',
+        file=sys.stderr,
+        flush=True,
     )
 
 

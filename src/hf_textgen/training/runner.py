@@ -39,7 +39,7 @@ from hf_textgen.data import DataArguments
 from hf_textgen.errors import UserError
 from hf_textgen.evaluation.perplexity import perplexity
 from hf_textgen.generation import max_positions
-from hf_textgen.training.arguments import ModelArguments
+from hf_textgen.training.arguments import ModelArguments, warn_if_fsdp_runs_as_ddp
 from hf_textgen.training.common import (
     DEFAULT_MODEL_TYPE,
     build_config,
@@ -249,6 +249,7 @@ def run_task(
         if not model_args.model_name_or_path:
             raise UserError("--use_peft adapts a trained model: pass --model_name_or_path")
     check_training_args(training_args, streaming=data_args.streaming)
+    warn_if_fsdp_runs_as_ddp(training_args)
     resume_from = resolve_resume_checkpoint(training_args) if training_args.do_train else None
     set_seed(training_args.seed)
 
