@@ -26,6 +26,10 @@ def test_quick_demo_leaves_a_ready_to_share_model(tmp_path, capsys):
     results = json.loads((output_dir / RESULTS_NAME).read_text())
     assert results["validation_loss_per_character"] == pytest.approx(evaluation["loss_per_character"])
     assert results["max_steps"] == 5 and results["seconds"]["total"] > 0
+    # The validation play is scored paragraph by paragraph because the folder records that pretraining read the
+    # corpus so (scored whole, each blank line would cost the model nats it was never trained to spend).
+    assert evaluation["data"]["read_by"] == "paragraph"
+    assert evaluation["data"]["reading_chosen_by"] == "training_data.json"
 
     # Character-level: one token per character, so the two losses nearly coincide; a few steps of training
     # already beat the uniform guess over the vocabulary.

@@ -85,6 +85,15 @@ def test_one_example_per_line_is_read_per_line(tmp_path, caplog):
     # One log line says which reading was chosen and why.
     (record,) = [r for r in caplog.records if "one example per line" in r.getMessage()]
     assert "corpus.txt" in record.getMessage() and "no blank line" in record.getMessage()
+    # The reading comes back to the caller too (a split-off validation set shares it); nothing more is logged then.
+    readings = {}
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="hf_textgen"):
+        load_raw_datasets(DataArguments(train_file=[path]), readings=readings, log_readings=False)
+    assert not caplog.records
+    assert readings["train"] == readings["validation"]
+    assert (readings["train"].sample_by, readings["train"].read_by) == ("auto", ("line",))
+    assert readings["train"].by_line() == ["corpus.txt"]
     # Asking for paragraphs explicitly is obeyed: the file is then one document.
     whole = load_raw_datasets(DataArguments(train_file=[path], validation_file=path, sample_by="paragraph"))
     assert len(whole["validation"]) == 1
@@ -121,15 +130,26 @@ def test_hub_wikitext_rows_read_like_the_files(tmp_path, monkeypatch, streaming,
     args = DataArguments(
         dataset_name="Salesforce/wikitext", dataset_config_name="wikitext-103-raw-v1", sample_by=sample_by
     )
-    from_hub = load_raw_datasets(dataclasses.replace(args, streaming=streaming), extra_splits=("test",))
+    hub_readings, file_readings = {}, {}
+    from_hub = load_raw_datasets(
+        dataclasses.replace(args, streaming=streaming), extra_splits=("test",), readings=hub_readings
+    )
     path = _write(tmp_path / "wiki.valid.raw", text)
-    from_file = load_raw_datasets(DataArguments(train_file=[path], validation_file=path, sample_by=sample_by))
+    from_file = load_raw_datasets(
+        DataArguments(train_file=[path], validation_file=path, sample_by=sample_by), readings=file_readings
+    )
     assert calls == [("Salesforce/wikitext", "wikitext-103-raw-v1")]
     # The same documents; the Hub's rows only lack the single space of WikiText's blank lines.
     assert _texts(from_hub["test"]) == _texts(from_hub["validation"])
     assert _texts(from_hub["validation"]) == [
         text.replace("\n \n", "\n\n") for text in _texts(from_file["validation"])
     ]
+    # And the loader says so, for the model folder's record (training_data.json).
+    read_by = ("paragraph",) if sample_by == "auto" else ("article",)
+    assert {split: reading.read_by for split, reading in hub_readings.items()} == dict.fromkeys(
+        ("train", "validation", "test"), read_by
+    )
+    assert file_readings["train"].read_by == read_by and file_readings["train"].sample_by == sample_by
 
 
 def test_a_single_document_still_splits(tmp_path):

@@ -28,7 +28,12 @@ def test_bundled_corpus_files_exist():
 
 
 def test_bundled_corpus_by_default():
-    raw = load_raw_datasets(DataArguments())
+    readings = {}
+    raw = load_raw_datasets(DataArguments(), readings=readings)
+    assert {split: reading.read_by for split, reading in readings.items()} == {
+        "train": ("paragraph",),
+        "validation": ("paragraph",),
+    }
     assert isinstance(raw, DatasetDict)
     assert set(raw) == {"train", "validation"}
     assert raw["train"].column_names == ["text"]
@@ -83,7 +88,9 @@ def test_structured_files_with_text_column(tmp_path, extension):
         dataset = Dataset.from_list(rows)
         dataset.to_csv(str(path), index=False) if extension == "csv" else dataset.to_parquet(str(path))
     # "content" is the only string column, so it is found without --text_column_name.
-    raw = load_raw_datasets(DataArguments(train_file=[str(path)], validation_split_percentage=5))
+    readings = {}
+    raw = load_raw_datasets(DataArguments(train_file=[str(path)], validation_split_percentage=5), readings=readings)
+    assert readings == {}  # rows are documents as they stand: no plain text was cut
     assert "text" in raw["train"].column_names
     assert _texts(raw["validation"]) == DOCUMENTS[:2]
     assert _texts(raw["train"]) == DOCUMENTS[2:]

@@ -154,7 +154,13 @@ def test_bundled_validation_text_by_default(transformer_dir, tmp_path, capsys):
     results = _evaluate(argv, tmp_path)
     printed = capsys.readouterr().out
     assert "perplexity" in printed and "word_perplexity" in printed
-    assert results["data"] == {"max_eval_samples": 20, "sample_by": "auto"}
+    # The folder records no reading of its training text: the text is read as lm-evaluation-harness reads it.
+    assert results["data"] == {
+        "max_eval_samples": 20,
+        "sample_by": "auto",
+        "read_by": "document",
+        "reading_chosen_by": "lm-evaluation-harness default",
+    }
     for key in ("eval_loss", "perplexity", "word_perplexity", "num_tokens", "num_words"):
         assert key in results
     # An untrained model is close to uniform over its vocabulary.

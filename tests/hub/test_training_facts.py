@@ -6,7 +6,14 @@ from pathlib import Path
 import pytest
 
 from hf_textgen.data import DataArguments, load_raw_datasets
-from hf_textgen.hub.training_facts import describe_training_data, detect_languages, prompt_from, save_training_facts
+from hf_textgen.hub.training_facts import (
+    describe_training_data,
+    detect_languages,
+    prompt_from,
+    recorded_text_reading,
+    save_training_facts,
+    text_reading_record,
+)
 from hf_textgen.training.arguments import TrainingArguments
 
 CHINESE = (Path(__file__).resolve().parents[1] / "data" / "fixtures" / "chinese.txt").read_text(encoding="utf-8")
@@ -62,3 +69,28 @@ def test_recorded_arguments_are_as_set_and_hold_no_paths_or_tokens(tmp_path):
     assert record["world_size"] == 1
     text = (tmp_path / "training_args.json").read_text()
     assert "hf_secret" not in text and str(tmp_path) not in text
+
+
+def test_text_reading_is_recorded_and_read_back(tmp_path):
+    train = tmp_path / "lines.txt"
+    train.write_text("".join(f"example {index} of one per line\n" for index in range(20)), encoding="utf-8")
+    data_args = DataArguments(train_file=[str(train)])
+    readings = {}
+    raw = load_raw_datasets(data_args, split_validation=False, readings=readings)
+    reading = text_reading_record(readings["train"], eos_after_each_document=True)
+    assert reading == {"sample_by": "auto", "read_by": "line", "eos_after_each_document": True}
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), report_to="none")
+    (tmp_path / "model").mkdir()
+    save_training_facts(tmp_path / "model", args, data_args, raw["train"], text_reading=reading)
+    assert recorded_text_reading(tmp_path / "model") == reading
+    # A Trainer checkpoint has no record of its own: its run's folder speaks for it.
+    (tmp_path / "model" / "checkpoint-5").mkdir()
+    assert recorded_text_reading(tmp_path / "model" / "checkpoint-5") == reading
+    # No record: no folder, no file, a file without the entry, or one that is not JSON.
+    assert recorded_text_reading(tmp_path / "missing") is None
+    assert recorded_text_reading("someone/model-on-the-hub") is None
+    (tmp_path / "rows").mkdir()
+    save_training_facts(tmp_path / "rows", args, data_args, raw["train"])
+    assert recorded_text_reading(tmp_path / "rows") is None
+    (tmp_path / "rows" / "training_data.json").write_text("{not json", encoding="utf-8")
+    assert recorded_text_reading(tmp_path / "rows") is None

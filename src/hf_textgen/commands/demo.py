@@ -3,8 +3,8 @@
 1. train a character-level tokenizer on the bundled Shakespeare (`hf_textgen.data.train_tokenizer`);
 2. pretrain a small Transformer with `run_pretrain`, as `hf-textgen pretrain` does (bf16 autocast where the CPU
    has fast bf16);
-3. evaluate it with `run_evaluate`, as `hf-textgen evaluate --sample_by paragraph` does, on the bundled validation
-   play (sliding window);
+3. evaluate it with `run_evaluate`, as `hf-textgen evaluate` does, on the bundled validation play (sliding window),
+   read by paragraph as pretraining read the corpus (the model folder records it);
 4. generate a sample with `generate_text`, streamed as `hf-textgen generate` streams it;
 
 and leave a ready-to-share model folder (weights, config, code, tokenizer, generation config, model card, loss
@@ -333,12 +333,10 @@ def run_demo(args: argparse.Namespace) -> dict:
             bf16=bf16,
             output_dir=str(work / "evaluation"),
         )
-        # Paragraph by paragraph, each after an EOS: pretraining cut the corpus the same way (a paragraph break is
-        # one EOS), so the model never saw a blank line; scored as one document (evaluate's default for a text
-        # file) every blank line counts as two newlines it was never trained on (1.988 instead of 1.833 here).
-        evaluation = run_evaluate(
-            eval_args, DataArguments(max_eval_samples=setting["max_eval_samples"], sample_by="paragraph")
-        )
+        # Paragraph by paragraph, each after an EOS, as evaluate reads text by default for a model whose folder
+        # records that pretraining cut its corpus so (training_data.json): the model never saw a blank line, and
+        # scoring each as two newlines (lm-eval's whole-document reading) gives 1.988 instead of 1.833 here.
+        evaluation = run_evaluate(eval_args, DataArguments(max_eval_samples=setting["max_eval_samples"]))
         print(format_results(evaluation))
 
         steps.begin("generate", f"Generating a sample from the prompt {args.prompt!r}")

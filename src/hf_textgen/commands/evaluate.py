@@ -5,13 +5,14 @@ Parses the flags (or one .yaml / .json file) and prints; the work is `hf_textgen
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sys
 
 from hf_textgen.data.arguments import DataArguments
 from hf_textgen.errors import UserError, first_line
-from hf_textgen.evaluation.runner import RESULTS_NAME, EvaluateArguments
+from hf_textgen.evaluation.runner import RESULTS_NAME, SAMPLE_BY_HELP, EvaluateArguments
 
 # Shown in the end-of-run summary when present (lm-evaluation-harness names).
 _HEADLINE = ("perplexity", "word_perplexity", "bits_per_byte", "exact_match", "bleu")
@@ -27,6 +28,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[EvaluateArguments, DataAr
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = HfArgumentParser((EvaluateArguments, DataArguments), prog="hf-textgen evaluate")
+    for action in parser._actions:
+        if action.dest == "sample_by":
+            action.help = SAMPLE_BY_HELP  # `auto` follows the model's training reading here, not pretrain's rule
     # argparse would print usage and exit; a UserError gives the CLI's one clear line instead.
     parser.error = _raise_user_error
     try:
@@ -53,6 +57,9 @@ def run(args: tuple[EvaluateArguments, DataArguments]) -> int:
     from hf_textgen.summary import command, format_summary, recorded_prompt
 
     eval_args, data_args = args
+    # hf_textgen's notes (how the text is read, and why) as plain lines; other libraries keep their own handlers.
+    logging.basicConfig(format="%(message)s")
+    logging.getLogger("hf_textgen").setLevel(logging.INFO)
     results = run_evaluate(eval_args, data_args)
     print(format_results(results))
     rows = [("model", eval_args.model_name_or_path)]

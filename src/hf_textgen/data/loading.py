@@ -31,6 +31,7 @@ import io
 import logging
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
@@ -168,6 +169,43 @@ def encoding_user_error(error: BaseException, files: list[str] | None = None) ->
 _TEXT_FEATURES = Features({"text": Value("string")})
 
 
+@dataclass(frozen=True)
+class TextReading:
+    """How one split of plain text (files, or a dataset's text-only rows) was cut into documents.
+
+    Attributes:
+        sample_by: The rule asked for (`DataArguments.sample_by`): "auto", "paragraph", "line", "article" or
+            "document".
+        read_by: What each source was read by ("paragraph", "line", "article" or "document"), in order: one per
+            file, or one for a dataset's rows.
+        reasons: Why, one per source (e.g. "blank lines separate its paragraphs", "--sample_by article").
+        sources: The file names (without folders), or a description of the rows.
+    """
+
+    sample_by: str
+    read_by: tuple[str, ...]
+    reasons: tuple[str, ...]
+    sources: tuple[str, ...]
+
+    @property
+    def documents(self) -> str:
+        """The reading(s) used, e.g. "paragraph", or "line, paragraph" when sources were read differently."""
+        return ", ".join(sorted(set(self.read_by)))
+
+    def describe(self) -> str:
+        """`by paragraph (blank lines separate its paragraphs)`, one clause per distinct reading."""
+        ways = sorted({f"by {read_by} ({reason})" for read_by, reason in zip(self.read_by, self.reasons)})
+        return "; ".join(ways)
+
+    def by_line(self) -> list[str]:
+        """The sources `auto` read one example per line (`line` chosen because no blank line separates lines)."""
+        return [
+            source
+            for source, read_by, reason in zip(self.sources, self.read_by, self.reasons)
+            if read_by == "line" and reason.startswith(_BY_LINE_REASON)
+        ]
+
+
 def _load(path: str, *, split: str | None = None, cache_dir: str | None, streaming: bool, **kwargs):
     """`datasets.load_dataset` with data-file problems (e.g. a bad byte deep in a file) turned into UserErrors."""
     try:
@@ -202,6 +240,10 @@ def _head_lines(path: str, max_chars: int = AUTO_PROBE_CHARS) -> tuple[list[str]
     return (lines if complete or len(lines) < 2 else lines[:-1]), complete  # the last line may be cut
 
 
+# How `auto` says it chose one example per line (`TextReading.by_line` looks for it).
+_BY_LINE_REASON = "no blank line separates"
+
+
 def _choose_reading(path: str, data_args: DataArguments) -> tuple[str, str]:
     """`(sample_by, reason)` for one text file: `auto` becomes `line` when no blank line separates its lines.
 
@@ -218,23 +260,28 @@ def _choose_reading(path: str, data_args: DataArguments) -> tuple[str, str]:
         return "paragraph", "blank lines separate its paragraphs"
     if num_lines > 1:
         probed = "" if os.path.getsize(path) <= AUTO_PROBE_CHARS else " in its first MiB"
-        return "line", f"no blank line separates its {num_lines} lines{probed}"
+        return "line", f"{_BY_LINE_REASON} its {num_lines} lines{probed}"
     return "paragraph", "a single paragraph"
 
 
-def _log_readings(files: list[str], readings: list[tuple[str, str]]) -> None:
-    """One log line: how the text files are cut into documents, and why (a warning when `auto` chose lines)."""
-    by_line = [path for path, (_, reason) in zip(files, readings) if reason.startswith("no blank line")]
+def shown_sources(sources: list[str] | tuple[str, ...]) -> str:
+    """Up to three source names for a log line: "a.txt, b.txt, c.txt, ... (12 files)"."""
+    if len(sources) <= 3:
+        return ", ".join(sources)
+    return f"{', '.join(sources[:3])}, ... ({len(sources)} files)"
+
+
+def log_reading(reading: TextReading) -> None:
+    """One log line: how a split's text is cut into documents, and why (a warning when `auto` chose lines)."""
+    by_line = reading.by_line()
     if by_line:
-        shown = ", ".join(os.path.basename(path) for path in by_line[:3]) + (", ..." if len(by_line) > 3 else "")
         logger.warning(
             "reading %s one example per line: %s (pass --sample_by paragraph or document to read it otherwise)",
-            shown,
-            readings[files.index(by_line[0])][1],
+            shown_sources(by_line),
+            reading.reasons[reading.sources.index(by_line[0])],
         )
     else:
-        ways = sorted({f"by {sample_by} ({reason})" for sample_by, reason in readings})
-        logger.info("reading %d text file(s) %s", len(files), "; ".join(ways))
+        logger.info("reading %s %s", shown_sources(reading.sources), reading.describe())
 
 
 def _generate_documents(files: list[str], readings: list[str], signatures: list[str], keep_linebreaks: bool):
@@ -253,13 +300,23 @@ def _file_signature(path: str) -> str:
     return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 
-def _load_text_files(files: list[str], data_args: DataArguments, cache_dir: str | None) -> Dataset | IterableDataset:
-    """Documents of plain-text files as a one-column ("text") dataset, read by `hf_textgen.data.documents`."""
+def _load_text_files(
+    files: list[str], data_args: DataArguments, cache_dir: str | None, log: bool
+) -> tuple[Dataset | IterableDataset, TextReading]:
+    """Documents of plain-text files as a one-column ("text") dataset, read by `hf_textgen.data.documents`; with
+    `log`, the reading is logged before the (possibly long) read."""
     try:
         readings = [_choose_reading(path, data_args) for path in files]
     except UnicodeDecodeError as error:
         raise encoding_user_error(error, files) from None
-    _log_readings(files, readings)
+    reading = TextReading(
+        sample_by=data_args.sample_by,
+        read_by=tuple(sample_by for sample_by, _ in readings),
+        reasons=tuple(reason for _, reason in readings),
+        sources=tuple(os.path.basename(path) for path in files),
+    )
+    if log:
+        log_reading(reading)
     gen_kwargs = {
         "files": files,
         "readings": [sample_by for sample_by, _ in readings],
@@ -269,16 +326,20 @@ def _load_text_files(files: list[str], data_args: DataArguments, cache_dir: str 
     }
     try:
         if data_args.streaming:
-            return IterableDataset.from_generator(_generate_documents, features=_TEXT_FEATURES, gen_kwargs=gen_kwargs)
-        return Dataset.from_generator(
-            _generate_documents, features=_TEXT_FEATURES, gen_kwargs=gen_kwargs, cache_dir=cache_dir
-        )
+            dataset = IterableDataset.from_generator(
+                _generate_documents, features=_TEXT_FEATURES, gen_kwargs=gen_kwargs
+            )
+        else:
+            dataset = Dataset.from_generator(
+                _generate_documents, features=_TEXT_FEATURES, gen_kwargs=gen_kwargs, cache_dir=cache_dir
+            )
     except Exception as error:
         if (user_error := encoding_user_error(error, files)) is not None:
             raise user_error from None
         if "corresponds to no data" in str(error):  # datasets' words for a split that produced no rows
             raise UserError(f"the data in {', '.join(files)} holds no text; give files with text in them") from None
         raise
+    return dataset, reading
 
 
 # Rows of a text-only dataset read to tell line-per-row layouts (WikiText) from one document per row.
@@ -296,24 +357,29 @@ def _generate_row_documents(source, sample_by: str):
     yield from ({"text": text} for text in iter_documents(_row_lines(source), sample_by))
 
 
-def _regroup_rows(dataset: Dataset | IterableDataset, data_args: DataArguments) -> Dataset | IterableDataset:
+def _regroup_rows(
+    dataset: Dataset | IterableDataset, data_args: DataArguments, log: bool
+) -> tuple[Dataset | IterableDataset, TextReading]:
     """Documents of a text-only dataset whose rows may be lines (the Hub's WikiText: "" between paragraphs).
 
     The rows are read as the lines of a file: `auto` keeps one document per row unless blank rows separate
     paragraphs; `article` joins WikiText's rows into whole articles. Blank rows are dropped.
     """
     sample_by = data_args.sample_by
+    reason = f"--sample_by {sample_by}"
     if sample_by == "auto":
         probe = (
             dataset.take(_AUTO_PROBE_ROWS)
             if isinstance(dataset, IterableDataset)
             else dataset.select(range(min(_AUTO_PROBE_ROWS, len(dataset))))
         )
-        sample_by = "paragraph" if separates_paragraphs(_row_lines(probe))[0] else "line"
-        logger.info(
-            "reading the dataset's rows by %s",
-            "paragraph (blank rows separate them)" if sample_by == "paragraph" else "row (one example per row)",
-        )
+        if separates_paragraphs(_row_lines(probe))[0]:
+            sample_by, reason = "paragraph", "blank rows separate its paragraphs"
+        else:
+            sample_by, reason = "line", "one example per row: no blank rows separate paragraphs"
+    reading = TextReading(data_args.sample_by, (sample_by,), (reason,), ("the dataset's rows",))
+    if log:
+        log_reading(reading)
     if sample_by == "line":
 
         def drop_blank(batch: dict) -> dict:
@@ -322,31 +388,42 @@ def _regroup_rows(dataset: Dataset | IterableDataset, data_args: DataArguments) 
         kwargs = (
             {"features": _TEXT_FEATURES} if isinstance(dataset, IterableDataset) else {"desc": "Dropping blank rows"}
         )
-        return dataset.map(drop_blank, batched=True, remove_columns=["text"], **kwargs)
+        return dataset.map(drop_blank, batched=True, remove_columns=["text"], **kwargs), reading
     gen_kwargs = {"source": dataset, "sample_by": sample_by}
     if isinstance(dataset, IterableDataset):
-        return IterableDataset.from_generator(_generate_row_documents, features=_TEXT_FEATURES, gen_kwargs=gen_kwargs)
-    return Dataset.from_generator(_generate_row_documents, features=_TEXT_FEATURES, gen_kwargs=gen_kwargs)
+        regrouped = IterableDataset.from_generator(
+            _generate_row_documents, features=_TEXT_FEATURES, gen_kwargs=gen_kwargs
+        )
+    else:
+        regrouped = Dataset.from_generator(_generate_row_documents, features=_TEXT_FEATURES, gen_kwargs=gen_kwargs)
+    return regrouped, reading
 
 
-def _load_files(files: list[str], data_args: DataArguments, cache_dir: str | None, flag: str):
+def _load_files(
+    files: list[str], data_args: DataArguments, cache_dir: str | None, flag: str, log: bool
+) -> tuple[Dataset | IterableDataset, TextReading | None]:
+    """One split of local files; plain text comes with its `TextReading` (rows of other formats with None)."""
     builders = {_builder_for(path) for path in files}
     if len(builders) > 1:
         raise UserError(f"{flag} files mix formats ({', '.join(sorted(builders))}); pass files of one format")
     builder = builders.pop()
     if builder == "text":
-        return _load_text_files(files, data_args, cache_dir)
-    return _load(
+        return _load_text_files(files, data_args, cache_dir, log)
+    loaded = _load(
         builder, data_files={"train": files}, split="train", cache_dir=cache_dir, streaming=data_args.streaming
     )
+    return loaded, None
 
 
-def _load_folder(folder: str, data_args: DataArguments, cache_dir: str | None) -> DatasetDict | IterableDatasetDict:
+def _load_folder(
+    folder: str, data_args: DataArguments, cache_dir: str | None, log: bool
+) -> tuple[DatasetDict | IterableDatasetDict, dict[str, TextReading]]:
+    """A local folder of data files (or written by `save_to_disk`), with the `TextReading` of each plain-text split."""
     if (Path(folder) / "dataset_dict.json").is_file():
         loaded = datasets.load_from_disk(folder)
         if data_args.streaming:
             loaded = IterableDatasetDict({split: dataset.to_iterable_dataset() for split, dataset in loaded.items()})
-        return loaded
+        return loaded, {}
     files = [str(path) for path in sorted(Path(folder).rglob("*")) if path.is_file() and not path.name.startswith(".")]
     data_files = [path for path in files if _data_extension(path) in _BUILDERS]
     if not data_files:
@@ -355,21 +432,27 @@ def _load_folder(folder: str, data_args: DataArguments, cache_dir: str | None) -
     builders = {_builder_for(path) for path in data_files}
     if builders != {"text"}:
         # datasets infers the builder and the splits (train*/valid*/test* file names) from the folder itself.
-        return _load(folder, cache_dir=cache_dir, streaming=data_args.streaming)
+        return _load(folder, cache_dir=cache_dir, streaming=data_args.streaming), {}
     # Plain text goes through our own reader; the split of each file is inferred by datasets' own file patterns.
     patterns = get_data_patterns(folder)
     split_files = DataFilesDict.from_patterns(patterns, base_path=folder)
+    loaded = {
+        str(split): _load_text_files([path for path in paths if path in data_files], data_args, cache_dir, log)
+        for split, paths in split_files.items()
+    }
     container = IterableDatasetDict if data_args.streaming else DatasetDict
-    return container(
-        {
-            str(split): _load_text_files([path for path in paths if path in data_files], data_args, cache_dir)
-            for split, paths in split_files.items()
-        }
-    )
+    return container({split: dataset for split, (dataset, _) in loaded.items()}), {
+        split: reading for split, (_, reading) in loaded.items()
+    }
 
 
-def _load_hub(data_args: DataArguments, cache_dir: str | None) -> DatasetDict | IterableDatasetDict:
-    """A Hub dataset; the splits of a text-only one (WikiText: one line per row) are regrouped as files are read."""
+def _load_hub(
+    data_args: DataArguments, cache_dir: str | None, log: bool
+) -> tuple[DatasetDict | IterableDatasetDict, dict[str, TextReading]]:
+    """A Hub dataset; the splits of a text-only one (WikiText: one line per row) are regrouped as files are read.
+
+    Returns the splits and the `TextReading` of each regrouped one (rows of other datasets are documents as they are).
+    """
     try:
         loaded = _load(
             data_args.dataset_name,
@@ -377,12 +460,13 @@ def _load_hub(data_args: DataArguments, cache_dir: str | None) -> DatasetDict | 
             cache_dir=cache_dir,
             streaming=data_args.streaming,
         )
-        return type(loaded)(
-            {
-                split: _regroup_rows(dataset, data_args) if column_names(dataset) == ["text"] else dataset
-                for split, dataset in loaded.items()
-            }
-        )
+        splits, readings = {}, {}
+        for split, dataset in loaded.items():
+            if column_names(dataset) == ["text"]:
+                splits[split], readings[split] = _regroup_rows(dataset, data_args, log)
+            else:
+                splits[split] = dataset
+        return type(loaded)(splits), readings
     except UserError:
         raise
     except Exception as error:
@@ -490,6 +574,8 @@ def load_raw_datasets(
     cache_dir: str | None = None,
     split_validation: bool = True,
     extra_splits: tuple[str, ...] = (),
+    readings: dict[str, TextReading] | None = None,
+    log_readings: bool = True,
 ) -> DatasetDict | IterableDatasetDict:
     """Load the raw text named by `data_args` as "train" and "validation" splits with a "text" column.
 
@@ -501,6 +587,11 @@ def load_raw_datasets(
         split_validation: Without validation data, split documents off the training data. `False` leaves that
             to `tokenize_and_group`, which splits packed blocks instead (any corpus of two blocks splits).
         extra_splits: Other splits of a Hub dataset or data folder to keep as they are (e.g. `("test",)`).
+        readings: A dict to fill with the `TextReading` of each split read as plain text (text files, or a
+            dataset's text-only rows), by split name; splits of other rows get none. A validation set split off
+            the training text shares its reading.
+        log_readings: Log one line per split saying how its text was cut into documents, and why. A caller that
+            says it itself (`hf-textgen evaluate`) passes `False`.
 
     Returns:
         A `DatasetDict` (an `IterableDatasetDict` with `streaming`) holding "train" and "validation" (only "train"
@@ -511,11 +602,12 @@ def load_raw_datasets(
         UserError: A missing, empty or non-UTF-8 file, an unknown format, an unreachable Hub dataset, a text column
             that cannot be found, data with no documents, or too little to split off a validation set.
     """
+    found: dict[str, TextReading | None] = {}
     if data_args.dataset_name is not None:
         if os.path.isdir(data_args.dataset_name):
-            loaded = _load_folder(data_args.dataset_name, data_args, cache_dir)
+            loaded, found = _load_folder(data_args.dataset_name, data_args, cache_dir, log_readings)
         else:
-            loaded = _load_hub(data_args, cache_dir)
+            loaded, found = _load_hub(data_args, cache_dir, log_readings)
         if "train" not in loaded:
             raise UserError(
                 f"dataset {data_args.dataset_name!r} has no 'train' split (splits: {', '.join(loaded)}); "
@@ -535,14 +627,18 @@ def load_raw_datasets(
             train_files = expand_data_files(data_args.train_file, "--train_file")
         else:
             train_files = [bundled_corpus_files()["train"]]
-        train = _load_files(train_files, data_args, cache_dir, "--train_file")
+        train, found["train"] = _load_files(train_files, data_args, cache_dir, "--train_file", log_readings)
         validation = None
         if data_args.validation_file:
             validation_files = expand_data_files(data_args.validation_file, "--validation_file")
-            validation = _load_files(validation_files, data_args, cache_dir, "--validation_file")
+            validation, found["validation"] = _load_files(
+                validation_files, data_args, cache_dir, "--validation_file", log_readings
+            )
         elif not data_args.train_file:
             bundled = [bundled_corpus_files()["validation"]]
-            validation = _load_files(bundled, data_args, cache_dir, "--validation_file")
+            validation, found["validation"] = _load_files(
+                bundled, data_args, cache_dir, "--validation_file", log_readings
+            )
 
     splits = {"train": _as_text_column(train, data_args.text_column_name, "train")}
     if validation is not None:
@@ -551,11 +647,14 @@ def load_raw_datasets(
         splits["train"], splits["validation"] = _split_validation(
             splits["train"], data_args.validation_split_percentage
         )
+        found["validation"] = found.get("train")
     for split, dataset in extra.items():
         splits[split] = _as_text_column(dataset, data_args.text_column_name, split)
     if not data_args.streaming:
         for split, dataset in splits.items():
             if len(dataset) == 0:
                 raise UserError(f"the {split} data holds no text; give a file with text in it")
+    if readings is not None:
+        readings.update({split: reading for split, reading in found.items() if split in splits and reading})
     container = IterableDatasetDict if data_args.streaming else DatasetDict
     return container(splits)

@@ -2,15 +2,21 @@
 the demo run).
 
 Causal LMs (RNN, Transformer) are scored document by document in lm-evaluation-harness's rolling windows (`stride`
-for more context per token), a whole text file being one document by default; encoder-decoder models are scored
-teacher-forced on the target side of (source, target) pairs. Results are returned and, with `output_dir`, written
-as `eval_results.json`.
+for more context per token); encoder-decoder models are scored teacher-forced on the target side of (source, target)
+pairs. Results are returned and, with `output_dir`, written as `eval_results.json`.
+
+What a document is in the evaluation text follows `--sample_by`; by default (`auto`) the text is read the way the
+model's training text was read, as its folder records it (`training_data.json`'s `text_reading`, written by
+`pretrain` and `finetune --task causal_lm`): a model pretrained on paragraphs, each followed by EOS, never saw a
+blank line, and scoring one as two newlines would cost it several nats each. A folder without that record (written
+before it existed, or by another library) is read as lm-evaluation-harness reads text: each file one document.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -19,7 +25,16 @@ from pathlib import Path
 from hf_textgen.data.arguments import DataArguments
 from hf_textgen.errors import UserError, first_line
 
+logger = logging.getLogger(__name__)
+
 RESULTS_NAME = "eval_results.json"
+# `--sample_by` as evaluate reads it, for `hf-textgen evaluate --help` (`DataArguments` describes pretrain's).
+SAMPLE_BY_HELP = (
+    "What one scored document of a text file is: 'paragraph', 'line', 'article' (a WikiText article) or 'document' "
+    "(the whole file, as lm-evaluation-harness scores it). 'auto': the reading the model's training text had, as its "
+    "folder records it (training_data.json; for a text file as pretrain would read it: paragraph, or line for a file "
+    "of one example per line), else document. Each document is scored after an EOS."
+)
 
 
 @dataclass
@@ -68,21 +83,72 @@ def _split_of(dataset_dict, split: str):
     return dataset_dict[split]
 
 
-def _causal_lm_texts(eval_args: EvaluateArguments, data_args: DataArguments) -> list[str]:
+@dataclass(frozen=True)
+class _Reading:
+    """How the evaluation text is cut into documents: the `sample_by` given to the loader, and why it was chosen."""
+
+    sample_by: str
+    chosen_by: str  # "--sample_by", "training_data.json" or "lm-evaluation-harness default"
+    why: str
+
+
+def _choose_reading(eval_args: EvaluateArguments, data_args: DataArguments) -> _Reading:
+    """An explicit `--sample_by` wins; `auto` follows the model's recorded training reading, else whole documents."""
+    from hf_textgen.hub.training_facts import recorded_text_reading
+
+    if data_args.sample_by != "auto":
+        return _Reading(data_args.sample_by, "--sample_by", f"as --sample_by {data_args.sample_by} asks")
+    recorded = recorded_text_reading(eval_args.model_name_or_path)
+    if recorded is None:
+        return _Reading(
+            "document",
+            "lm-evaluation-harness default",
+            f"each file whole, as lm-evaluation-harness scores text: {eval_args.model_name_or_path} records no "
+            "reading of plain training text (training_data.json); pass --sample_by paragraph or line if it was "
+            "trained on text cut that way",
+        )
+    eos = ", each followed by EOS" if recorded.get("eos_after_each_document") else ""
+    read_by = recorded.get("read_by", recorded["sample_by"])
+    return _Reading(
+        recorded["sample_by"],
+        "training_data.json",
+        f"following the model's training text (training_data.json: --sample_by {recorded['sample_by']}, read by "
+        f"{read_by}{eos}); pass --sample_by document to score each file whole, as lm-evaluation-harness does",
+    )
+
+
+def _log_reading(reading: _Reading, text_reading) -> None:
+    """The one line saying how the evaluation text is read, and why."""
+    from hf_textgen.data.loading import shown_sources
+
+    if text_reading is None:  # rows of json / csv / a dataset: each row is a document, whatever sample_by says
+        logger.info("scoring each row of the evaluation data as one document")
+        return
+    # The loader's own reasons say why `auto` chose paragraph or line for each file; an explicit reading needs none.
+    how = text_reading.describe() if reading.sample_by == "auto" else f"by {reading.sample_by}"
+    logger.info("evaluating %s %s, %s", shown_sources(text_reading.sources), how, reading.why)
+
+
+def _causal_lm_texts(eval_args: EvaluateArguments, data_args: DataArguments) -> tuple[list[str], dict]:
+    """The documents to score, and the `data` entries of `eval_results.json` that say how they were read."""
     from hf_textgen.data import load_raw_datasets
 
-    if data_args.sample_by == "auto":
-        # Each document is scored on its own (as lm-eval does), so by default a text file is one document: the
-        # context flows across its paragraphs, as the text was written. --sample_by article scores each WikiText
-        # article on its own (lm-eval's wikitext task), paragraph or line each part.
-        data_args = dataclasses.replace(data_args, sample_by="document")
-    dataset = _split_of(load_raw_datasets(data_args, extra_splits=(eval_args.split,)), eval_args.split)
+    reading = _choose_reading(eval_args, data_args)
+    data_args = dataclasses.replace(data_args, sample_by=reading.sample_by)
+    readings = {}
+    raw = load_raw_datasets(data_args, extra_splits=(eval_args.split,), readings=readings, log_readings=False)
+    dataset = _split_of(raw, eval_args.split)
+    text_reading = readings.get(eval_args.split)
+    _log_reading(reading, text_reading)
     texts = []
     for row in dataset:
         texts.append(row["text"])
         if data_args.max_eval_samples is not None and len(texts) >= data_args.max_eval_samples:
             break
-    return texts
+    described = {"reading_chosen_by": reading.chosen_by}
+    if text_reading is not None:
+        described["read_by"] = text_reading.documents
+    return texts, described
 
 
 def _seq2seq_pairs(eval_args: EvaluateArguments, data_args: DataArguments) -> tuple[list[str], list[str]]:
@@ -160,6 +226,7 @@ def run_evaluate(eval_args: EvaluateArguments, data_args: DataArguments, progres
         raise UserError("--model_name_or_path is required: the model folder to evaluate")
     config = load_model_config(eval_args.model_name_or_path, eval_args.trust_remote_code)
     limit = max_positions(config)
+    reading = {}  # how causal-LM text was cut into documents, for eval_results.json
     if config.is_encoder_decoder:
         sources, targets = _seq2seq_pairs(eval_args, data_args)
     else:
@@ -167,7 +234,7 @@ def run_evaluate(eval_args: EvaluateArguments, data_args: DataArguments, progres
         block_size = resolve_block_size(data_args.block_size, limit, default=MAX_DEFAULT_CONTEXT)
         if eval_args.stride is not None and eval_args.stride > block_size:
             raise UserError(f"--stride {eval_args.stride} is larger than --block_size {block_size}")
-        texts = _causal_lm_texts(eval_args, data_args)
+        texts, reading = _causal_lm_texts(eval_args, data_args)
     model, tokenizer = load_model_and_tokenizer(
         eval_args.model_name_or_path, eval_args.tokenizer_name, eval_args.trust_remote_code
     )
@@ -199,6 +266,7 @@ def run_evaluate(eval_args: EvaluateArguments, data_args: DataArguments, progres
         # Data the metric cannot score (too short, no words): the user's input, not a bug.
         raise UserError(first_line(error)) from None
     if eval_args.output_dir:
-        saved = {**results, "model_name_or_path": eval_args.model_name_or_path, "data": _describe(data_args)}
+        data = {**_describe(data_args), **reading}
+        saved = {**results, "model_name_or_path": eval_args.model_name_or_path, "data": data}
         write_results(saved, eval_args.output_dir)
     return results

@@ -7,7 +7,8 @@ them, both free of local paths and tokens (they are uploaded with the model):
 
 - `training_args.json`: the hyperparameters as set (`--learning_rate 1e-3`, not the scheduler's last value;
   `--max_steps 300` rather than the `num_train_epochs` it overrides), plus the number of processes.
-- `training_data.json`: the data as used: the files by name and size, or the dataset id and config; the
+- `training_data.json`: the data as used: the files by name and size, or the dataset id and config; how plain
+  training text was cut into documents (`text_reading`, which `hf-textgen evaluate` follows by default); the
   languages detected in a sample of the training text; and a prompt taken from it for the usage example.
 
 Languages are identified with `py3langid` (langid.py's model of 97 languages, shipped inside the package, so it
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import unicodedata
 from collections import Counter
@@ -26,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from datasets import IterableDataset
+
+logger = logging.getLogger(__name__)
 
 TRAINING_ARGS_NAME = "training_args.json"
 TRAINING_DATA_NAME = "training_data.json"
@@ -156,7 +160,57 @@ def _file_entry(path: str) -> dict[str, Any]:
     return {"name": os.path.basename(path), "bytes": os.path.getsize(path)}
 
 
-def describe_training_data(data_args, train_dataset=None, text_columns: Sequence[str] = ("text",)) -> dict[str, Any]:
+def text_reading_record(reading, eos_after_each_document: bool) -> dict[str, Any]:
+    """The `text_reading` entry of `training_data.json`: how the plain training text was cut into documents.
+
+    Args:
+        reading: The training split's `hf_textgen.data.loading.TextReading`.
+        eos_after_each_document: Whether the tokenized documents were each followed by EOS before packing.
+
+    Returns:
+        `{"sample_by": the rule as given ("auto", "paragraph", ...), "read_by": what it came to ("paragraph",
+        "line", "article" or "document"; "line, paragraph" when files were read differently),
+        "eos_after_each_document": ...}`.
+    """
+    return {
+        "sample_by": reading.sample_by,
+        "read_by": reading.documents,
+        "eos_after_each_document": eos_after_each_document,
+    }
+
+
+def recorded_text_reading(model_name_or_path: str | os.PathLike) -> dict[str, Any] | None:
+    """The `text_reading` that a local model folder's `training_data.json` records, or None.
+
+    A Trainer checkpoint (`.../checkpoint-500`) has no record of its own: its run's folder, when it holds one, speaks
+    for it. None for a Hub id, a folder trained on rows rather than plain text, or one written before the record
+    existed (or by another library).
+    """
+    folder = Path(model_name_or_path)
+    candidates = [folder]
+    if folder.name.startswith("checkpoint-"):
+        candidates.append(folder.parent)
+    for candidate in candidates:
+        path = candidate / TRAINING_DATA_NAME
+        if not path.is_file():
+            continue
+        try:
+            facts = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None  # unreadable: as good as no record
+        reading = facts.get("text_reading") if isinstance(facts, dict) else None
+        if isinstance(reading, dict) and isinstance(reading.get("sample_by"), str):
+            return reading
+        return None
+    return None
+
+
+def describe_training_data(
+    data_args,
+    train_dataset=None,
+    text_columns: Sequence[str] = ("text",),
+    text_reading: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The facts about a run's data that its model card states (see the module docstring).
 
     Args:
@@ -165,10 +219,12 @@ def describe_training_data(data_args, train_dataset=None, text_columns: Sequence
             the prompt; None records the sources alone.
         text_columns: The columns holding text; the first one gives the prompt (`prompt` for prompt/completion
             pairs, `source` for seq2seq).
+        text_reading: How plain training text was cut into documents (`text_reading_record`); None when the
+            training data was rows (json, csv, a dataset with several columns) or the task reads no plain text.
 
     Returns:
         A JSON-ready dict: `dataset_name`, `dataset_config_name` or `train_files` / `validation_files` (name and
-        bytes), `bundled_corpus`, `num_documents`, `languages` and `prompt`.
+        bytes), `bundled_corpus`, `text_reading`, `num_documents`, `languages` and `prompt`.
     """
     from hf_textgen.data.loading import bundled_corpus_files, expand_data_files
 
@@ -198,11 +254,18 @@ def describe_training_data(data_args, train_dataset=None, text_columns: Sequence
             facts["validation_split_percentage"] = data_args.validation_split_percentage
     if data_args.max_train_samples is not None:
         facts["max_train_samples"] = data_args.max_train_samples
+    if text_reading is not None:
+        facts["text_reading"] = text_reading
     if train_dataset is not None:
         if not isinstance(train_dataset, IterableDataset):  # a stream's length is unknown
             facts["num_documents"] = len(train_dataset)
         rows = _sample_rows(train_dataset, text_columns)
-        facts["languages"] = detect_languages(text for row in rows for text in row)
+        try:
+            facts["languages"] = detect_languages(text for row in rows for text in row)
+        except ImportError as error:
+            # An install without py3langid: the card loses its languages, not the rest of the record (the text
+            # reading that evaluate follows).
+            logger.warning("could not detect the training text's languages: %s", error)
         prompt = prompt_from(row[0] for row in rows)  # the first row's first: where the training text starts
         if prompt is not None:
             facts["prompt"] = prompt
@@ -229,12 +292,13 @@ def save_training_facts(
     data_args=None,
     train_dataset=None,
     text_columns: Sequence[str] = ("text",),
+    text_reading: dict[str, Any] | None = None,
 ) -> None:
     """Write `training_args.json` and (given `data_args`) `training_data.json` into the finished folder."""
     output_dir = Path(output_dir)
     record = training_arguments_record(training_args)
     (output_dir / TRAINING_ARGS_NAME).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     if data_args is not None:
-        facts = describe_training_data(data_args, train_dataset, text_columns)
+        facts = describe_training_data(data_args, train_dataset, text_columns, text_reading)
         text = json.dumps(facts, indent=2, ensure_ascii=False) + "\n"
         (output_dir / TRAINING_DATA_NAME).write_text(text, encoding="utf-8")

@@ -5,15 +5,18 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import datasets
 from transformers import AutoModelForCausalLM, PretrainedConfig, Trainer, TrainerCallback, default_data_collator
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
 from hf_textgen.data import DataArguments, load_raw_datasets, resolve_block_size, tokenize_and_group
+from hf_textgen.data.loading import TextReading
 from hf_textgen.errors import UserError
 from hf_textgen.evaluation.text_units import TextUnits, sample_text_units
 from hf_textgen.generation import max_positions
+from hf_textgen.hub.training_facts import text_reading_record
 from hf_textgen.training.arguments import PRETRAIN_DEFAULTS, ModelArguments, PretrainingArguments, TrainingArguments  # noqa: F401  (re-exported)
 from hf_textgen.training.results import set_generation_defaults
 from hf_textgen.training.runner import Task, run_task
@@ -61,6 +64,7 @@ class CausalLMTask(Task):
     def __init__(self):
         self.block_size: int | None = None
         self.text_units: TextUnits | None = None
+        self.train_reading: TextReading | None = None
 
     @property
     def trainer_class(self):
@@ -69,7 +73,16 @@ class CausalLMTask(Task):
     def load_data(self, data_args: DataArguments, cache_dir: str | None):
         # Without validation data, `tokenize_and_group` splits packed blocks rather than documents: any corpus of
         # two blocks then splits into two non-empty parts, even a single document.
-        return load_raw_datasets(data_args, cache_dir=cache_dir, split_validation=False)
+        readings: dict[str, TextReading] = {}
+        raw = load_raw_datasets(data_args, cache_dir=cache_dir, split_validation=False, readings=readings)
+        self.train_reading = readings.get("train")
+        return raw
+
+    def text_reading(self) -> dict[str, Any] | None:
+        if self.train_reading is None:
+            return None  # rows of a json / csv / parquet file or a dataset: each row was a document as it stood
+        # `tokenize_and_group` ends every document with EOS before packing: evaluate scores each after an EOS too.
+        return text_reading_record(self.train_reading, eos_after_each_document=True)
 
     def tokenizer_texts(self, raw) -> Iterator[str]:
         train = raw["train"]

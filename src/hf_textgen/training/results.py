@@ -96,6 +96,7 @@ def finish(
     data_args=None,
     train_dataset=None,
     text_columns: tuple[str, ...] = ("text",),
+    text_reading: dict[str, Any] | None = None,
     **card,
 ) -> None:
     """Save the final model folder as the transformers examples do, plus the loss plot and the model card.
@@ -103,8 +104,9 @@ def finish(
     `trainer.save_model` writes weights (safetensors), config with `auto_map`, the model code, the tokenizer and
     the generation config; `save_metrics` writes `train_results.json` / `eval_results.json` / `all_results.json`;
     `save_state` writes `trainer_state.json`; `training_args.json` and `training_data.json` record the
-    hyperparameters as set and the data (`data_args`, a sample of the raw `train_dataset`'s `text_columns`) for
-    the model card. With `--push_to_hub` the finished folder is then pushed in one commit.
+    hyperparameters as set and the data (`data_args`, a sample of the raw `train_dataset`'s `text_columns`, how
+    plain training text was cut into documents: `text_reading`) for the model card and `hf-textgen evaluate`.
+    With `--push_to_hub` the finished folder is then pushed in one commit.
     """
     output_dir = trainer.args.output_dir
     if train_metrics is not None:
@@ -129,7 +131,12 @@ def finish(
             logger.info("loss curves written to %s", plot)
         if train_metrics is not None:
             save_training_facts(
-                output_dir, trainer.args, data_args=data_args, train_dataset=train_dataset, text_columns=text_columns
+                output_dir,
+                trainer.args,
+                data_args=data_args,
+                train_dataset=train_dataset,
+                text_columns=text_columns,
+                text_reading=text_reading,
             )
             # A LoRA adapter folder has no config.json to describe; PEFT's `save_pretrained` wrote its own card.
             if not hasattr(trainer.model, "peft_config"):

@@ -98,6 +98,11 @@ class Task:
         """The raw data's text columns: the model card detects their languages and takes its prompt from the first."""
         return ("text",)
 
+    def text_reading(self) -> dict[str, Any] | None:
+        """How plain training text was cut into documents (`training_data.json`'s `text_reading`), once `load_data`
+        has run; None for a task trained on rows (pairs, labelled examples)."""
+        return None
+
     def tokenizer_texts(self, raw: datasets.DatasetDict) -> Iterator[str] | None:
         """The texts a new tokenizer is trained on, or None when the task needs a given tokenizer."""
         return None
@@ -355,6 +360,7 @@ def run_task(
         data_args=data_args,
         train_dataset=raw["train"],
         text_columns=task.text_columns(),
+        text_reading=task.text_reading(),
         base_model=model_args.model_name_or_path,
         task=task.name,
     )
