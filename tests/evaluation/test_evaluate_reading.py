@@ -109,3 +109,17 @@ def test_a_folder_without_the_record_keeps_whole_documents(unrecorded, pretraine
     assert default["data"]["reading_chosen_by"] == "lm-evaluation-harness default"
     (line,) = [message for message in messages if "validation.txt" in message]
     assert "lm-evaluation-harness" in line and "records no reading" in line and "--sample_by paragraph" in line
+
+
+def test_lines_trained_without_their_line_breaks_are_scored_without_them(unrecorded, tiny_corpus_dir, tmp_path):
+    # A folder whose model was trained one example per line with --no_keep_linebreaks (the record says so).
+    folder = tmp_path / "model"
+    shutil.copytree(unrecorded, folder)
+    reading = {"sample_by": "line", "read_by": "line", "eos_after_each_document": True, "keep_linebreaks": False}
+    (folder / "training_data.json").write_text(json.dumps({"text_reading": reading}), encoding="utf-8")
+    text_file = f"{tiny_corpus_dir}/validation.txt"
+    default = _evaluate(folder, text_file, tmp_path / "default")
+    stripped = _evaluate(folder, text_file, tmp_path / "stripped", "--sample_by", "line", "--no_keep_linebreaks")
+    kept = _evaluate(folder, text_file, tmp_path / "kept", "--sample_by", "line")
+    assert _same_score(default, stripped)
+    assert default["num_characters"] < kept["num_characters"]  # no newline scored after each line

@@ -78,7 +78,12 @@ def test_text_reading_is_recorded_and_read_back(tmp_path):
     readings = {}
     raw = load_raw_datasets(data_args, split_validation=False, readings=readings)
     reading = text_reading_record(readings["train"], eos_after_each_document=True)
-    assert reading == {"sample_by": "auto", "read_by": "line", "eos_after_each_document": True}
+    assert reading == {
+        "sample_by": "auto",
+        "read_by": "line",
+        "eos_after_each_document": True,
+        "keep_linebreaks": True,
+    }
     args = TrainingArguments(output_dir=str(tmp_path / "out"), report_to="none")
     (tmp_path / "model").mkdir()
     save_training_facts(tmp_path / "model", args, data_args, raw["train"], text_reading=reading)

@@ -180,12 +180,15 @@ class TextReading:
             file, or one for a dataset's rows.
         reasons: Why, one per source (e.g. "blank lines separate its paragraphs", "--sample_by article").
         sources: The file names (without folders), or a description of the rows.
+        keep_linebreaks: Whether lines read by `line` kept their trailing line break (`DataArguments`); None for a
+            dataset's rows, which keep what they hold.
     """
 
     sample_by: str
     read_by: tuple[str, ...]
     reasons: tuple[str, ...]
     sources: tuple[str, ...]
+    keep_linebreaks: bool | None = None
 
     @property
     def documents(self) -> str:
@@ -314,6 +317,7 @@ def _load_text_files(
         read_by=tuple(sample_by for sample_by, _ in readings),
         reasons=tuple(reason for _, reason in readings),
         sources=tuple(os.path.basename(path) for path in files),
+        keep_linebreaks=data_args.keep_linebreaks,
     )
     if log:
         log_reading(reading)

@@ -90,6 +90,7 @@ class _Reading:
     sample_by: str
     chosen_by: str  # "--sample_by", "training_data.json" or "lm-evaluation-harness default"
     why: str
+    keep_linebreaks: bool | None = None  # as recorded for training; None keeps --keep_linebreaks
 
 
 def _choose_reading(eval_args: EvaluateArguments, data_args: DataArguments) -> _Reading:
@@ -109,11 +110,16 @@ def _choose_reading(eval_args: EvaluateArguments, data_args: DataArguments) -> _
         )
     eos = ", each followed by EOS" if recorded.get("eos_after_each_document") else ""
     read_by = recorded.get("read_by", recorded["sample_by"])
+    # Lines trained without their line break are scored without it too (a newline the model never saw).
+    keep_linebreaks = recorded.get("keep_linebreaks") if isinstance(recorded.get("keep_linebreaks"), bool) else None
+    if keep_linebreaks is False:
+        eos += ", lines without their line breaks"
     return _Reading(
         recorded["sample_by"],
         "training_data.json",
         f"following the model's training text (training_data.json: --sample_by {recorded['sample_by']}, read by "
         f"{read_by}{eos}); pass --sample_by document to score each file whole, as lm-evaluation-harness does",
+        keep_linebreaks,
     )
 
 
@@ -135,6 +141,8 @@ def _causal_lm_texts(eval_args: EvaluateArguments, data_args: DataArguments) -> 
 
     reading = _choose_reading(eval_args, data_args)
     data_args = dataclasses.replace(data_args, sample_by=reading.sample_by)
+    if reading.keep_linebreaks is not None:
+        data_args = dataclasses.replace(data_args, keep_linebreaks=reading.keep_linebreaks)
     readings = {}
     raw = load_raw_datasets(data_args, extra_splits=(eval_args.split,), readings=readings, log_readings=False)
     dataset = _split_of(raw, eval_args.split)

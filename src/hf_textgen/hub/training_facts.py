@@ -170,13 +170,16 @@ def text_reading_record(reading, eos_after_each_document: bool) -> dict[str, Any
     Returns:
         `{"sample_by": the rule as given ("auto", "paragraph", ...), "read_by": what it came to ("paragraph",
         "line", "article" or "document"; "line, paragraph" when files were read differently),
-        "eos_after_each_document": ...}`.
+        "eos_after_each_document": ...}`, plus `keep_linebreaks` when files were read by line.
     """
-    return {
+    record = {
         "sample_by": reading.sample_by,
         "read_by": reading.documents,
         "eos_after_each_document": eos_after_each_document,
     }
+    if "line" in reading.read_by and reading.keep_linebreaks is not None:
+        record["keep_linebreaks"] = reading.keep_linebreaks
+    return record
 
 
 def recorded_text_reading(model_name_or_path: str | os.PathLike) -> dict[str, Any] | None:
