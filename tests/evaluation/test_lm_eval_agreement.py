@@ -81,6 +81,8 @@ def test_evaluate_agrees_with_lm_eval(model_dir, tiny_tokenizer, tmp_path):
     raw = tmp_path / "wiki.test.raw"
     raw.write_text(" \n" + "".join(pages), encoding="utf-8")
     ours = tmp_path / "ours"
+    # --sample_by article explicitly: lm-eval's wikitext reading (whole pages), whatever the model folder records
+    # about its training text (evaluate's default follows that record; this folder has none).
     argv = ["evaluate", "--model_name_or_path", model_dir, "--validation_file", str(raw), "--sample_by", "article"]
     assert cli_main([*argv, "--block_size", str(BLOCK_SIZE), "--output_dir", str(ours)]) == 0
     results = json.loads((ours / "eval_results.json").read_text())
