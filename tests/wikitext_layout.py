@@ -50,3 +50,17 @@ def article_lines(title: str, sections) -> list[str]:
 def wikitext_text(articles=ARTICLES) -> str:
     """A whole `wiki.*.raw` file: a leading `" \\n"`, then the articles."""
     return " \n" + "".join("".join(article_lines(title, sections)) for title, sections in articles)
+
+
+def document_level_pages(text: str) -> list[str]:
+    """The pages lm-evaluation-harness's `wikitext` task scores, cut from a file as EleutherAI/wikitext_document_level
+    cuts them: a page runs from a title line to the line before the next title, its lines joined by `"\\n"`, so the
+    line break ending the line before a title belongs to neither page (the last page keeps the file's end)."""
+    pages, page = [], []
+    for line in text.split("\n"):
+        if line.startswith(" = ") and not line.startswith(" = = "):
+            pages.append("\n".join(page))
+            page = []
+        page.append(line)
+    pages.append("\n".join(page))
+    return [page for page in pages if page.strip()]

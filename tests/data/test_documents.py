@@ -2,10 +2,11 @@
 
 import dataclasses
 import logging
+import re
 
 import pytest
 from datasets import Dataset, DatasetDict, IterableDatasetDict
-from wikitext_layout import ARTICLES, article_lines, heading, wikitext_text
+from wikitext_layout import ARTICLES, document_level_pages, heading, wikitext_text
 
 from hf_textgen.data import DataArguments, load_raw_datasets
 from hf_textgen.data.documents import is_article_heading, iter_documents
@@ -58,9 +59,10 @@ def test_wikitext_files_by_paragraph_and_by_article(tmp_path):
         " = = Gameplay = = ",
     ]
     articles = load_raw_datasets(DataArguments(train_file=[path], validation_file=path, sample_by="article"))
-    # Each top-level article whole and verbatim, sections and subsections included.
-    expected = ["".join(article_lines(title, sections)) for title, sections in ARTICLES]
+    # Each top-level article whole, sections and subsections included: the pages lm-eval's wikitext task scores.
+    expected = document_level_pages(wikitext_text())
     assert _texts(articles["validation"]) == expected
+    assert len(expected) == len(ARTICLES) and expected[0].startswith(" = Valkyria Chronicles III = \n \n Senj")
     assert " = = = Construction = = = \n" in expected[1]
 
 
@@ -71,8 +73,9 @@ def test_article_headings():
     assert not is_article_heading(" = = = 2000 – 2005 = = = \n")
     assert not is_article_heading(" x = y = z \n")
     # Text before the first title is an article of its own, and blank lines before a title belong to none.
+    # The line break before a title belongs to neither article (as in lm-eval's wikitext pages).
     lines = ["lead text\n", " \n", " = T = \n", " body \n", " \n"]
-    assert list(iter_documents(lines, "article")) == ["lead text\n \n", " = T = \n body \n \n"]
+    assert list(iter_documents(lines, "article")) == ["lead text\n ", " = T = \n body \n \n"]
 
 
 def test_one_example_per_line_is_read_per_line(tmp_path, caplog):
@@ -141,9 +144,7 @@ def test_hub_wikitext_rows_read_like_the_files(tmp_path, monkeypatch, streaming,
     assert calls == [("Salesforce/wikitext", "wikitext-103-raw-v1")]
     # The same documents; the Hub's rows only lack the single space of WikiText's blank lines.
     assert _texts(from_hub["test"]) == _texts(from_hub["validation"])
-    assert _texts(from_hub["validation"]) == [
-        text.replace("\n \n", "\n\n") for text in _texts(from_file["validation"])
-    ]
+    assert _texts(from_hub["validation"]) == [re.sub(r"(?m)^ $", "", text) for text in _texts(from_file["validation"])]
     # And the loader says so, for the model folder's record (training_data.json).
     read_by = ("paragraph",) if sample_by == "auto" else ("article",)
     assert {split: reading.read_by for split, reading in hub_readings.items()} == dict.fromkeys(

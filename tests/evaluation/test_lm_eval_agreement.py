@@ -11,7 +11,7 @@ import sys
 
 import pytest
 import torch
-from wikitext_layout import article_lines
+from wikitext_layout import article_lines, document_level_pages
 
 from hf_textgen import TransformerConfig, TransformerForCausalLM
 from hf_textgen.cli import main as cli_main
@@ -77,9 +77,11 @@ def model_dir(tiny_tokenizer, tiny_tokenizer_path, tmp_path_factory):
 
 def test_evaluate_agrees_with_lm_eval(model_dir, tiny_tokenizer, tmp_path):
     articles = _articles()
-    pages = ["".join(article_lines(title, sections)) for title, sections in articles]
+    text = " \n" + "".join("".join(article_lines(title, sections)) for title, sections in articles)
     raw = tmp_path / "wiki.test.raw"
-    raw.write_text(" \n" + "".join(pages), encoding="utf-8")
+    raw.write_text(text, encoding="utf-8")
+    # lm-eval's wikitext task reads pages cut as EleutherAI/wikitext_document_level cuts the release's files.
+    pages = document_level_pages(text)
     ours = tmp_path / "ours"
     # --sample_by article explicitly: lm-eval's wikitext reading (whole pages), whatever the model folder records
     # about its training text (evaluate's default follows that record; this folder has none).
@@ -106,5 +108,7 @@ def test_evaluate_agrees_with_lm_eval(model_dir, tiny_tokenizer, tmp_path):
     (output,) = (tmp_path / "lm_eval").rglob("results_*.json")
     reference = json.loads(output.read_text())["results"]["local_wikitext"]
 
+    # The issue asks for 1%; the same text and windows agree to float32 rounding, and a page that differs by one
+    # line break already moves word perplexity by more than 1e-4 (on this model, about 1%).
     for name in ("word_perplexity", "byte_perplexity", "bits_per_byte"):
-        assert results[name] == pytest.approx(reference[f"{name},none"], rel=0.01), name
+        assert results[name] == pytest.approx(reference[f"{name},none"], rel=1e-4), name

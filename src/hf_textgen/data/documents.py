@@ -6,8 +6,9 @@
   paragraph with a line holding a single space (`" \\n"`), and editors leave stray spaces too.
 - `line`: every non-blank line.
 - `article`: a WikiText article, from one top-level heading (`" = Title = "`) to the next, kept verbatim (section
-  headings `" = = Section = = "`, blank lines and all), as lm-evaluation-harness's `wikitext` task scores pages.
-  Text before the first heading, or in a file without headings, is one article of its own.
+  headings `" = = Section = = "`, blank lines and all) but for the line break before the next title, as
+  lm-evaluation-harness's `wikitext` task scores pages. Text before the first heading, or in a file without
+  headings, is one article of its own.
 - `document`: the whole file.
 - `auto` (the default): `paragraph`, unless the file has no blank line between its lines (one example per line, as
   many corpora are shipped): then `line`, because paragraphs would make the whole file a single example.
@@ -49,7 +50,7 @@ def iter_documents(lines: Iterable[str], sample_by: str, keep_linebreaks: bool =
 
     Yields:
         The documents, never blank. Paragraphs lose the line breaks around them but keep those inside; articles
-        and documents are the lines verbatim.
+        are the lines verbatim without the line break before the next title; documents are the lines verbatim.
     """
     if sample_by == "line":
         for line in lines:
@@ -70,7 +71,9 @@ def iter_documents(lines: Iterable[str], sample_by: str, keep_linebreaks: bool =
         for line in lines:
             if is_article_heading(line):
                 if _has_text(article):
-                    yield "".join(article)
+                    # The line break before a title separates two articles and belongs to neither: the pages of
+                    # lm-evaluation-harness's wikitext task (EleutherAI/wikitext_document_level) are cut so.
+                    yield "".join(article).removesuffix("\n")
                 article = []  # blank lines before a title belong to no article
             article.append(line)
         if _has_text(article):
