@@ -5,7 +5,8 @@ import json
 import pytest
 from datasets import Dataset, DatasetDict, IterableDatasetDict
 
-from hf_textgen.data import DataArguments, bundled_corpus_files, load_raw_datasets
+from hf_textgen.data import DataArguments, bundled_corpus_files, load_raw_datasets, loading
+from hf_textgen.data.documents import iter_documents
 from hf_textgen.errors import UserError
 
 DOCUMENTS = [f"Document number {index}.\nIt has two lines, and a comma." for index in range(40)]
@@ -116,6 +117,33 @@ def test_local_folder_with_split_files(tmp_path):
     raw = load_raw_datasets(DataArguments(dataset_name=str(folder)))
     assert _texts(raw["train"]) == DOCUMENTS[:30]
     assert _texts(raw["validation"]) == DOCUMENTS[30:]
+
+
+def test_local_folder_by_relative_path(tmp_path, monkeypatch):
+    # `--dataset_name corpus` from the folder above it, with the release's own file names.
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    _write_text(folder / "wiki.train.raw", DOCUMENTS[:30])
+    _write_text(folder / "wiki.valid.raw", DOCUMENTS[30:])
+    _write_text(folder / "wiki.test.raw", DOCUMENTS[35:])
+    monkeypatch.chdir(tmp_path)
+    raw = load_raw_datasets(DataArguments(dataset_name="corpus"), extra_splits=("test",))
+    assert _texts(raw["train"]) == DOCUMENTS[:30]
+    assert _texts(raw["validation"]) == DOCUMENTS[30:]
+    assert _texts(raw["test"]) == DOCUMENTS[35:]
+
+
+def test_a_changed_reader_is_not_served_from_the_cache(tmp_path, monkeypatch):
+    path = _write_text(tmp_path / "corpus.txt")
+    args = DataArguments(train_file=[path], validation_file=path)
+    assert _texts(load_raw_datasets(args, cache_dir=str(tmp_path / "cache"))["train"]) == DOCUMENTS
+    # Another version of the reader (here: one that upper-cases) with the same file and cache reads it again.
+    monkeypatch.setattr(
+        loading, "iter_documents", lambda lines, *args: (text.upper() for text in iter_documents(lines, *args))
+    )
+    monkeypatch.setattr(loading, "_READER_SIGNATURE", "another version")
+    reread = load_raw_datasets(args, cache_dir=str(tmp_path / "cache"))
+    assert _texts(reread["train"]) == [text.upper() for text in DOCUMENTS]
 
 
 def test_local_folder_saved_with_save_to_disk(tmp_path):

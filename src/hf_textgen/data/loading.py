@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import codecs
 import glob
+import hashlib
 import io
 import logging
 import os
@@ -47,6 +48,9 @@ from hf_textgen.errors import UserError
 logger = logging.getLogger(__name__)
 
 _CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
+# The document reader's own code keys the datasets cache, as each file's size and mtime do: text cached by a version
+# that cut documents differently is read again rather than served as it was.
+_READER_SIGNATURE = hashlib.sha256(Path(__file__).with_name("documents.py").read_bytes()).hexdigest()[:16]
 _COMPRESSION_SUFFIXES = (".gz", ".bz2", ".xz", ".zst")
 # Extensions of plain text: read by `hf_textgen.data.documents`, not by a datasets builder.
 _TEXT_EXTENSIONS = (".txt", ".text", ".md", ".markdown", ".rst", ".raw", ".tokens", ".tok")
@@ -287,8 +291,11 @@ def log_reading(reading: TextReading) -> None:
         logger.info("reading %s %s", shown_sources(reading.sources), reading.describe())
 
 
-def _generate_documents(files: list[str], readings: list[str], signatures: list[str], keep_linebreaks: bool):
-    """Rows `{"text": document}` of text files (`signatures`, size and mtime, only key the datasets cache)."""
+def _generate_documents(
+    files: list[str], readings: list[str], signatures: list[str], keep_linebreaks: bool, reader: str
+):
+    """Rows `{"text": document}` of text files (`signatures`, size and mtime, and `reader` only key the datasets
+    cache)."""
     for path, sample_by in zip(files, readings):
         with _open_text(path) as handle:
             if sample_by == "document":
@@ -327,6 +334,7 @@ def _load_text_files(
         # A changed file must not be served from the cache of its old content.
         "signatures": [_file_signature(path) for path in files],
         "keep_linebreaks": data_args.keep_linebreaks,
+        "reader": _READER_SIGNATURE,
     }
     try:
         if data_args.streaming:
@@ -357,7 +365,7 @@ def _row_lines(source) -> Iterator[str]:
         yield text if text.endswith("\n") else text + "\n"
 
 
-def _generate_row_documents(source, sample_by: str):
+def _generate_row_documents(source, sample_by: str, reader: str):
     yield from ({"text": text} for text in iter_documents(_row_lines(source), sample_by))
 
 
@@ -393,7 +401,7 @@ def _regroup_rows(
             {"features": _TEXT_FEATURES} if isinstance(dataset, IterableDataset) else {"desc": "Dropping blank rows"}
         )
         return dataset.map(drop_blank, batched=True, remove_columns=["text"], **kwargs), reading
-    gen_kwargs = {"source": dataset, "sample_by": sample_by}
+    gen_kwargs = {"source": dataset, "sample_by": sample_by, "reader": _READER_SIGNATURE}
     if isinstance(dataset, IterableDataset):
         regrouped = IterableDataset.from_generator(
             _generate_row_documents, features=_TEXT_FEATURES, gen_kwargs=gen_kwargs
@@ -437,13 +445,16 @@ def _load_folder(
     if builders != {"text"}:
         # datasets infers the builder and the splits (train*/valid*/test* file names) from the folder itself.
         return _load(folder, cache_dir=cache_dir, streaming=data_args.streaming), {}
-    # Plain text goes through our own reader; the split of each file is inferred by datasets' own file patterns.
-    patterns = get_data_patterns(folder)
-    split_files = DataFilesDict.from_patterns(patterns, base_path=folder)
-    loaded = {
-        str(split): _load_text_files([path for path in paths if path in data_files], data_args, cache_dir, log)
-        for split, paths in split_files.items()
-    }
+    # Plain text goes through our own reader; the split of each file is inferred by datasets' own file patterns,
+    # which name files by their absolute, resolved paths.
+    by_resolved_path = {os.path.realpath(path): path for path in data_files}
+    split_files = DataFilesDict.from_patterns(get_data_patterns(folder), base_path=folder)
+    loaded = {}
+    for split, paths in split_files.items():
+        resolved = [os.path.realpath(path) for path in paths]
+        files = [by_resolved_path[path] for path in resolved if path in by_resolved_path]
+        if files:
+            loaded[str(split)] = _load_text_files(files, data_args, cache_dir, log)
     container = IterableDatasetDict if data_args.streaming else DatasetDict
     return container({split: dataset for split, (dataset, _) in loaded.items()}), {
         split: reading for split, (_, reading) in loaded.items()
