@@ -1,13 +1,16 @@
 """The Trainer's evaluations report bits per byte and byte/word perplexity next to the loss (lm-eval's names)."""
 
 import json
+import logging
 import math
 import re
 
 import pytest
+from datasets import Dataset, DatasetDict
 
-from hf_textgen import cli
+from hf_textgen import TransformerConfig, cli
 from hf_textgen.data import DataArguments, load_raw_datasets
+from hf_textgen.training.pretrain import CausalLMTask
 
 
 def test_pretrain_reports_bits_per_byte(tmp_path, tiny_corpus_dir, tiny_tokenizer, tiny_tokenizer_path, capsys):
@@ -33,3 +36,16 @@ def test_pretrain_reports_bits_per_byte(tmp_path, tiny_corpus_dir, tiny_tokenize
     history = json.loads((tmp_path / "out" / "trainer_state.json").read_text())["log_history"]
     evaluations = [entry for entry in history if "eval_loss" in entry]
     assert len(evaluations) >= 2 and all("eval_bits_per_byte" in entry for entry in evaluations)
+
+
+def test_pretrain_notes_that_chinese_has_no_word_perplexity(tiny_tokenizer, caplog):
+    sentences = ["今天早上天气很好，我们一起去公园散步。", "学生们在教室里认真学习，老师讲课非常清楚。"] * 20
+    raw = DatasetDict({split: Dataset.from_dict({"text": sentences}) for split in ("train", "validation")})
+    config = TransformerConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, num_attention_heads=2)
+    task = CausalLMTask()
+    with caplog.at_level(logging.WARNING, logger="hf_textgen"):
+        task.prepare_datasets(raw, tiny_tokenizer, config, DataArguments(block_size=16))
+    # The Trainer's metrics leave it out, and one line says why (as `evaluate` does).
+    assert set(task.text_units.metrics_from_loss(2.0)) == {"bits_per_byte", "byte_perplexity"}
+    notes = [record.getMessage() for record in caplog.records if "word_perplexity left out" in record.getMessage()]
+    assert len(notes) == 1 and "bits_per_byte" in notes[0]

@@ -100,6 +100,8 @@ class CausalLMTask(Task):
         # Evaluated text: the validation split, or (split into blocks later) the training text it comes from.
         evaluated = raw["validation"] if "validation" in raw else raw["train"]
         self.text_units = sample_text_units((row["text"] for row in evaluated), tokenizer)
+        if self.text_units is not None and (note := self.text_units.word_note()):
+            logger.warning(note)  # evaluations will lack eval_word_perplexity: say why once, as `evaluate` does
         return tokenize_and_group(raw, tokenizer, self.block_size, data_args)
 
     def model_max_length(self) -> int | None:
