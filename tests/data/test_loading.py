@@ -205,3 +205,27 @@ def test_data_arguments_validate_fields():
     with pytest.raises(ValueError, match="either dataset_name or train_file"):
         DataArguments(dataset_name="x", train_file=["y.txt"])
     assert DataArguments(train_file="one.txt").train_file == ["one.txt"]
+
+
+def test_damaged_or_unreadable_compressed_files(tmp_path):
+    import gzip
+
+    not_gzip = tmp_path / "wiki.valid.raw.gz"
+    not_gzip.write_text("plain text under a .gz name\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"wiki\.valid\.raw\.gz is not a readable gzip file"):
+        load_raw_datasets(DataArguments(train_file=[str(not_gzip)]))
+    # Cut off past the first MiB of text: found while the documents are read, not by the first looks.
+    text = "".join(f"Paragraph {index} of a long file.\n\n" for index in range(40_000))
+    truncated = tmp_path / "long.txt.gz"
+    truncated.write_bytes(gzip.compress(text.encode())[:-2000])
+    with pytest.raises(UserError, match=r"long\.txt\.gz is not a readable gzip file"):
+        load_raw_datasets(DataArguments(train_file=[str(truncated)]))
+    latin1 = tmp_path / "latin1.txt.gz"
+    latin1.write_bytes(gzip.compress("café\n\nnaïve\n".encode("latin-1")))
+    with pytest.raises(UserError, match=r"latin1\.txt\.gz is not UTF-8 text"):
+        load_raw_datasets(DataArguments(train_file=[str(latin1)]))
+    # .zst needs the zstandard package, which is optional: without it the message says how to get it.
+    zst = tmp_path / "corpus.txt.zst"
+    zst.write_bytes(b"\x28\xb5\x2f\xfd not really zstd")
+    with pytest.raises(UserError, match=r"corpus\.txt\.zst"):
+        load_raw_datasets(DataArguments(train_file=[str(zst)]))

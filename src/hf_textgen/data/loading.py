@@ -30,13 +30,16 @@ import glob
 import hashlib
 import io
 import logging
+import lzma
 import os
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 import fsspec
+import fsspec.utils
 from datasets import Dataset, DatasetDict, Features, IterableDataset, IterableDatasetDict, Value
 from datasets.data_files import DataFilesDict, get_data_patterns
 
@@ -64,6 +67,10 @@ _BUILDERS = {
 }
 # Bytes read to check that a file is UTF-8: cheap, and datasets reports any later bad byte while loading.
 _ENCODING_PROBE_BYTES = 1 << 16
+# What a damaged compressed stream raises while it is read (gzip.BadGzipFile and bz2's errors are OSErrors).
+_DAMAGED_STREAM_ERRORS = (EOFError, OSError, lzma.LZMAError, zlib.error)
+# fsspec's codec names -> the command that tests such a file.
+_COMPRESSION_TOOLS = {"gzip": "gzip", "bz2": "bzip2", "xz": "xz", "lzma": "xz", "zstd": "zstd"}
 
 
 def bundled_corpus_files() -> dict[str, str]:
@@ -94,7 +101,8 @@ def _builder_for(path: str) -> str:
 def expand_data_files(patterns: list[str] | str, flag: str = "--train_file") -> list[str]:
     """Expand paths and globs to a sorted list of existing, non-empty files; a missing or empty one is a UserError.
 
-    Text files are also checked to start as valid UTF-8 (only the first 64 kB is read, so this stays cheap).
+    Text files are also checked to start as valid UTF-8, and compressed files to decompress (only the first 64 kB
+    is read, so this stays cheap).
     """
     if isinstance(patterns, str):
         patterns = [patterns]
@@ -115,15 +123,49 @@ def expand_data_files(patterns: list[str] | str, flag: str = "--train_file") -> 
     for path in files:
         if os.path.getsize(path) == 0:
             raise UserError(f"{flag} {path} is empty; give a file with text in it")
-        if _builder_for(path) in ("text", "json", "csv") and not path.lower().endswith(_COMPRESSION_SUFFIXES):
+        if path.lower().endswith(_COMPRESSION_SUFFIXES):
+            _check_compressed(path)
+        elif _builder_for(path) in ("text", "json", "csv"):
             check_utf8(path)
     return list(dict.fromkeys(files))  # drop duplicates, keep order
+
+
+def _damaged_file_error(path: str, error: BaseException) -> UserError | None:
+    """A UserError for `error`, raised reading the compressed file `path` because its stream is damaged (not
+    compressed that way at all, cut off, corrupt); None when `path` is not compressed."""
+    if not path.lower().endswith(_COMPRESSION_SUFFIXES):
+        return None
+    compression = fsspec.utils.infer_compression(path) or "compressed"
+    tool = _COMPRESSION_TOOLS.get(compression, compression)
+    return UserError(
+        f"{path} is not a readable {compression} file ({error}); check it with `{tool} -t {path}`, or fetch it again"
+    )
+
+
+def _check_compressed(path: str) -> None:
+    """Raise a UserError unless the first 64 kB of `path` decompress (and, for text, decode as UTF-8)."""
+    compression = fsspec.utils.infer_compression(path)
+    if compression is None:  # fsspec knows the suffix only when its codec is installed: zstandard is optional
+        raise UserError(
+            f"{path} is zstd-compressed and the zstandard package is not installed: `pip install zstandard`, or "
+            f"decompress it with `zstd -d {path}`"
+        )
+    try:
+        with fsspec.open(path, mode="rb", compression=compression) as handle:
+            head = handle.read(_ENCODING_PROBE_BYTES)
+    except Exception as error:  # each codec raises its own errors (zstandard's are no OSError)
+        raise _damaged_file_error(path, error) from None
+    if _builder_for(path) in ("text", "json", "csv"):
+        _check_utf8_head(path, head)
 
 
 def check_utf8(path: str) -> None:
     """Raise a UserError unless the first 64 kB of `path` decode as UTF-8."""
     with open(path, "rb") as handle:
-        head = handle.read(_ENCODING_PROBE_BYTES)
+        _check_utf8_head(path, handle.read(_ENCODING_PROBE_BYTES))
+
+
+def _check_utf8_head(path: str, head: bytes) -> None:
     try:
         # Incremental decoding: a multi-byte character cut by the probe's end is not an error.
         codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
@@ -257,7 +299,12 @@ def _choose_reading(path: str, data_args: DataArguments) -> tuple[str, str]:
     Raises:
         UserError: The file holds only blank lines (found here when it is small, before any progress bar).
     """
-    lines, complete = _head_lines(path)
+    try:
+        lines, complete = _head_lines(path)
+    except _DAMAGED_STREAM_ERRORS as error:
+        if (user_error := _damaged_file_error(path, error)) is None:
+            raise
+        raise user_error from None
     if complete and all(is_blank(line) for line in lines):
         raise UserError(f"{path} holds no text (only blank lines); give a file with text in it")
     if data_args.sample_by != "auto":
@@ -297,12 +344,24 @@ def _generate_documents(
     """Rows `{"text": document}` of text files (`signatures`, size and mtime, and `reader` only key the datasets
     cache)."""
     for path, sample_by in zip(files, readings):
-        with _open_text(path) as handle:
-            if sample_by == "document":
-                # The whole file at once: no point splitting it into lines to join them again.
-                yield from ({"text": text} for text in iter_documents([handle.read()], "document"))
-            else:
-                yield from ({"text": text} for text in iter_documents(handle, sample_by, keep_linebreaks))
+        try:
+            with _open_text(path) as handle:
+                if sample_by == "document":
+                    # The whole file at once: no point splitting it into lines to join them again.
+                    yield from ({"text": text} for text in iter_documents([handle.read()], "document"))
+                else:
+                    yield from ({"text": text} for text in iter_documents(handle, sample_by, keep_linebreaks))
+        except _DAMAGED_STREAM_ERRORS as error:
+            if (user_error := _damaged_file_error(path, error)) is None:
+                raise
+            raise user_error from None
+
+
+def _raised_user_error(error: BaseException | None) -> UserError | None:
+    """The UserError our own generator raised, which datasets wraps in its DatasetGenerationError."""
+    while error is not None and not isinstance(error, UserError):
+        error = error.__cause__ or error.__context__
+    return error
 
 
 def _file_signature(path: str) -> str:
@@ -346,7 +405,7 @@ def _load_text_files(
                 _generate_documents, features=_TEXT_FEATURES, gen_kwargs=gen_kwargs, cache_dir=cache_dir
             )
     except Exception as error:
-        if (user_error := encoding_user_error(error, files)) is not None:
+        if (user_error := encoding_user_error(error, files) or _raised_user_error(error)) is not None:
             raise user_error from None
         if "corresponds to no data" in str(error):  # datasets' words for a split that produced no rows
             raise UserError(f"the data in {', '.join(files)} holds no text; give files with text in them") from None
