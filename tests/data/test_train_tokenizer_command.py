@@ -57,9 +57,24 @@ def test_reads_json_through_text_column_name(tmp_path, capsys):
     data.write_text("".join(f'{{"id": "{i}", "body": "line {i} of some text"}}\n' for i in range(50)), "utf-8")
     output = tmp_path / "out"
     argv = ["--train_file", str(data), "--text_column_name", "body", "--vocab_size", "300"]
-    status, _, err = _run([*argv, "--output_dir", str(output)], capsys)
+    status, out, err = _run([*argv, "--output_dir", str(output)], capsys)
     assert status == 0, err
     assert (output / "tokenizer.json").is_file()
+    # The next command reads the same column.
+    assert "--text_column_name body --output_dir out" in out
+
+
+def test_next_command_reads_the_text_the_same_way(tmp_path, capsys):
+    corpus = tmp_path / "wiki.train.raw"
+    corpus.write_text(" \n = Title = \n \n A paragraph of text . \n \n" * 20, encoding="utf-8")
+    output = tmp_path / "tokenizer"
+    argv = ["--train_file", str(corpus), "--sample_by", "article", "--no_keep_linebreaks", "--streaming"]
+    status, out, err = _run([*argv, "--vocab_size", "300", "--output_dir", str(output)], capsys)
+    assert status == 0, err
+    next_line = next(line for line in out.splitlines() if line.startswith("next"))
+    # Documents cut the same way, streamed; a stream has no length, so pretrain needs --max_steps.
+    flags = "--sample_by article --no_keep_linebreaks --streaming --max_steps STEPS"
+    assert next_line.endswith(f"--train_file {corpus} {flags} --output_dir out")
 
 
 def test_arguments_from_a_yaml_file(tmp_path, tiny_corpus_dir, capsys):

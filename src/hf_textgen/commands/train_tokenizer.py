@@ -151,6 +151,15 @@ def run(parsed: tuple[TokenizerTrainingArguments, DataArguments]) -> int:
         data_flags += ["--train_file", *data_args.train_file]
     if data_args.validation_file:
         data_flags += ["--validation_file", data_args.validation_file]
+    # ... read the same way: the same column, the same documents.
+    if data_args.text_column_name:
+        data_flags += ["--text_column_name", data_args.text_column_name]
+    if data_args.sample_by != "auto":
+        data_flags += ["--sample_by", data_args.sample_by]
+    if not data_args.keep_linebreaks:
+        data_flags.append("--no_keep_linebreaks")
+    if data_args.streaming:
+        data_flags += ["--streaming", "--max_steps", "STEPS"]  # a stream has no length: pretrain needs a step count
     rows = [("tokenizer", f"{args.output_dir}/  (AutoTokenizer.from_pretrained({str(args.output_dir)!r}))")]
     pretrain = ["hf-textgen", "pretrain", "--tokenizer_name", args.output_dir, *data_flags, "--output_dir", "out"]
     print(format_summary(rows, [command(*pretrain)]))
