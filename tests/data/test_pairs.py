@@ -32,3 +32,11 @@ def test_a_validation_file_alone_is_enough_for_evaluation(tmp_path):
         load_pairs(DataArguments(validation_file=str(path)), "src", "tgt")
     with pytest.raises(UserError, match="--validation_file data has no column 'question'"):
         load_pairs(DataArguments(validation_file=str(path)), "question", "tgt", evaluation_only=True)
+
+
+def test_a_single_pair_cannot_be_split(tmp_path):
+    # One row is not one document to cut in two: its target would be lost.
+    path = tmp_path / "pairs.jsonl"
+    path.write_text('{"source": "ab", "target": "ba"}\n', encoding="utf-8")
+    with pytest.raises(UserError, match="one row: too few to split off a validation set.*--validation_file"):
+        load_pairs(DataArguments(train_file=[str(path)]))

@@ -628,6 +628,12 @@ def _split_validation(train: Dataset | IterableDataset, percentage: int) -> tupl
         validation = train.filter(lambda _, index: is_validation_index(index, percentage), with_indices=True)
         train = train.filter(lambda _, index: not is_validation_index(index, percentage), with_indices=True)
         return train, validation
+    if len(train) == 1 and train.column_names != ["text"]:
+        # A row that holds more than text (a target, a label) cannot be cut in two.
+        raise UserError(
+            "the training data is one row: too few to split off a validation set; give more rows or a "
+            "--validation_file"
+        )
     if len(train) == 1:
         # One document (a whole book, a file read with --sample_by document): its head is the validation text.
         parts = _split_document(train[0]["text"], percentage)
