@@ -132,6 +132,24 @@ def test_bad_inputs_are_one_line_errors_without_output(tmp_path, capsys):
     assert not [name for name in os.listdir(tmp_path) if name.startswith(".")], "temporary folder left behind"
 
 
+@pytest.mark.parametrize("tokenizer_type", ["word", "char"])
+def test_a_corpus_too_small_to_learn_from(tmp_path, capsys, tokenizer_type):
+    # Every word (character) seen once: the tokenizer would learn none, and read every text as <unk>.
+    corpus = tmp_path / "tiny.txt"
+    corpus.write_text("ab cd\n", encoding="utf-8")  # "ab" is held out for validation
+    output = tmp_path / "tokenizer"
+    argv = ["--train_file", str(corpus), "--tokenizer_type", tokenizer_type, "--output_dir", str(output)]
+    status, _, err = _run(argv, capsys)
+    unit = "word" if tokenizer_type == "word" else "character"
+    assert status == 2 and err.count("error: ") == 1
+    assert err.splitlines()[-1] == (
+        f"error: the {tokenizer_type} tokenizer learned no {unit} seen at least 2 times; give more text or "
+        "--min_frequency 1"
+    )
+    assert not output.exists()
+    assert _run([*argv, "--min_frequency", "1"], capsys)[0] == 0
+
+
 @pytest.mark.slow
 def test_console_script_in_a_subprocess(tmp_path, tiny_corpus_dir):
     script = Path(sys.executable).with_name("hf-textgen")

@@ -131,6 +131,12 @@ def run(parsed: tuple[TokenizerTrainingArguments, DataArguments]) -> int:
             if user_error is None:
                 raise
             raise user_error from None
+        if len(tokenizer) == len(tokenizer.all_special_tokens):  # char / word: every text would be <unk>
+            unit = "character" if args.tokenizer_type == "char" else "word"
+            raise UserError(
+                f"the {args.tokenizer_type} tokenizer learned no {unit} seen at least {args.min_frequency} times; "
+                "give more text or --min_frequency 1"
+            )
         save_tokenizer(tokenizer, folder)
     seconds = time.perf_counter() - start
 
