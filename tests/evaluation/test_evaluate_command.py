@@ -250,6 +250,23 @@ def test_seq2seq_scores_targets_teacher_forced(seq2seq_dir, tiny_tokenizer, tmp_
     assert results["eval_loss"] == pytest.approx(total_nll / total_tokens, rel=1e-4)
     num_words = sum(len(pair["target"].split()) for pair in PAIRS)
     assert results["word_perplexity"] == pytest.approx(math.exp(total_nll / num_words), rel=1e-4)
+    num_bytes = sum(len(pair["target"].encode("utf-8")) for pair in PAIRS)
+    assert results["num_bytes"] == num_bytes
+    assert results["bits_per_byte"] == pytest.approx(total_nll / num_bytes / math.log(2), rel=1e-4)
+
+
+def test_seq2seq_chinese_targets_have_no_word_perplexity(seq2seq_dir, tmp_path, caplog):
+    pairs = [
+        {"source": "Good morning.", "target": "早上好。"},
+        {"source": "The weather is fine.", "target": "天气很好。"},
+    ]
+    data = tmp_path / "en_zh.jsonl"
+    data.write_text("".join(json.dumps(pair, ensure_ascii=False) + "\n" for pair in pairs), encoding="utf-8")
+    results = _evaluate(["--model_name_or_path", seq2seq_dir, "--validation_file", str(data)], tmp_path / "out")
+    # A whole Chinese sentence is one "word" by whitespace: left out, with the note, and bits per byte instead.
+    assert "word_perplexity" not in results and "num_words" not in results
+    assert [r.getMessage() for r in caplog.records if "word_perplexity left out" in r.getMessage()]
+    assert results["bits_per_byte"] > 0 and results["num_bytes"] == 27
 
 
 def test_seq2seq_without_pairs_is_refused_clearly(seq2seq_dir, paragraph_file, capsys):

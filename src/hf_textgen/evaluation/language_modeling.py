@@ -234,8 +234,10 @@ def evaluate_seq2seq(
     knowing where to stop is part of the task); the source is truncated to `max_source_length` tokens.
 
     Returns:
-        `eval_loss` (NLL per target token), `perplexity`, `num_tokens`, `word_perplexity` (per whitespace-separated
-        target word) and `num_words`.
+        `eval_loss` (NLL per target token), `perplexity`, `num_tokens`; `word_perplexity` (per whitespace-separated
+        target word) and `num_words` (left out, with a logged note, for targets in scripts without spaces);
+        `byte_perplexity`, `bits_per_byte` and `num_bytes` (per UTF-8 byte of the targets; the closing EOS's loss
+        counts, as it does in `eval_loss`).
 
     Raises:
         ValueError: If there are no pairs, or sources and targets differ in number.
@@ -271,6 +273,9 @@ def evaluate_seq2seq(
         )  # (B, T)
         nll.append(token_nll.sum().item())
         counts.append(int((labels != IGNORE_INDEX).sum()))
-    num_words = max(1, sum(len(text.split()) for text in targets))
+    units = TextUnits.of(list(targets), num_tokens=sum(counts))
+    if units.word_note() is not None:
+        logger.warning(units.word_note())
+    num_words = None if units.num_words is None else max(1, sum(len(text.split()) for text in targets))
     metric = load_metric("perplexity")
-    return metric.compute(nll=nll, num_tokens=counts, num_words=num_words)
+    return metric.compute(nll=nll, num_tokens=counts, num_words=num_words, num_bytes=units.num_bytes)
