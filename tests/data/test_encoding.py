@@ -29,6 +29,8 @@ SAMPLES = {
     "shift_jis": (JAPANESE, "shift_jis", "CP932"),
     "latin1": (FRENCH, "latin-1", "CP1252"),
     "latin1_one_word": ("Caf\xe9 au lait\n", "latin-1", "CP1252"),
+    # No BOM, and every other byte NUL: valid UTF-8 byte by byte, yet not text.
+    "utf16le_ascii": ("The weather is fine today.\n\nIt rained all day yesterday.\n", "utf-16-le", "UTF-16LE"),
 }
 
 

@@ -173,6 +173,9 @@ def _check_utf8_head(path: str, head: bytes) -> None:
         raise UserError(
             f"{path} is not UTF-8 text (bad byte at offset {error.start}); {conversion_advice(head, path)}"
         ) from None
+    # NUL is valid UTF-8 but never text: UTF-16 without a BOM (every other byte NUL for Latin text), or a binary file.
+    if (offset := head.find(b"\x00")) >= 0:
+        raise UserError(f"{path} is not UTF-8 text (NUL byte at offset {offset}); {conversion_advice(head, path)}")
 
 
 def _first_bad_utf8(paths: list[str]) -> tuple[str, int, bytes] | None:
