@@ -102,6 +102,19 @@ def test_one_example_per_line_is_read_per_line(tmp_path, caplog):
     assert len(whole["validation"]) == 1
 
 
+def test_lines_are_cut_at_line_breaks_only(tmp_path):
+    # Text extracted from PDFs starts each page with a form feed; Unicode text may hold U+2028. Neither ends a line
+    # in a file, so neither makes a blank line that would turn one example per line into one paragraph.
+    lines = [f"example {index} has a few words\n" for index in range(20)]
+    lines[3] = "\x0cpage two starts with a form feed\n"
+    lines[5] = "a line\u2028with a line separator inside\n"
+    path = _write(tmp_path / "extracted.txt", "".join(lines))
+    readings = {}
+    raw = load_raw_datasets(DataArguments(train_file=[path], validation_file=path), readings=readings)
+    assert readings["validation"].read_by == ("line",)
+    assert _texts(raw["validation"]) == lines
+
+
 def test_paragraph_files_are_not_read_per_line(tmp_path, caplog):
     path = _write(tmp_path / "a.txt", "\n\nOne\nparagraph.\n\nTwo.\n\n\n")
     with caplog.at_level(logging.INFO, logger="hf_textgen"):

@@ -288,7 +288,8 @@ def _head_lines(path: str, max_chars: int = AUTO_PROBE_CHARS) -> tuple[list[str]
     with _open_text(path) as handle:
         head = handle.read(max_chars)
         complete = len(head) < max_chars
-    lines = head.splitlines(keepends=True)
+    # Lines as reading the file yields them: cut at "\n" only (str.splitlines also cuts at form feeds and U+2028).
+    lines = io.StringIO(head, newline="\n").readlines()
     return (lines if complete or len(lines) < 2 else lines[:-1]), complete  # the last line may be cut
 
 
