@@ -206,7 +206,35 @@ def test_new_configs_scale_the_embeddings_and_normalise_the_output():
         # Unit-scale inputs for the cells, rows of norm ~1 for the tied head.
         assert 0.8 < model.model.embed_tokens.weight.norm(dim=1).mean() < 1.2
         hidden_states = model.model(input_ids=input_ids).last_hidden_state
-    torch.testing.assert_close(hidden_states.pow(2).mean(-1).sqrt(), torch.full((2, 9), 0.3), rtol=0, atol=1e-3)
+        raw_states = model.get_input_embeddings()(input_ids)
+        for layer in model.model.layers:
+            raw_states, _ = layer(raw_states)
+    # The head reads states of rms 0.3 (the norm's gain at init), up to the norm's eps (1e-6), which the last LSTM
+    # layer's small outputs (rms ~0.01 at init, 0.002 at the first position) feel.
+    raw_ms = raw_states.pow(2).mean(-1)  # (B, T)
+    expected = 0.3 * (raw_ms / (raw_ms + 1e-6)).sqrt()
+    torch.testing.assert_close(hidden_states.pow(2).mean(-1).sqrt(), expected, rtol=1e-4, atol=1e-6)
+    assert expected.mean() > 0.29
+
+
+@pytest.mark.parametrize("cell_type", CELL_TYPES)
+@pytest.mark.parametrize("final_norm", [True, False])
+def test_the_lstm_layer_under_the_final_norm_starts_at_a_fifth_of_torchs_bound(cell_type, final_norm):
+    """With the final norm the last LSTM layer starts 5x smaller (behind the scale-invariant norm it then learns
+    faster relative to its size); every other layer, every GRU/Elman layer, and every layer without the norm keeps
+    torch's U(-1/sqrt(H), 1/sqrt(H))."""
+    torch.manual_seed(0)
+    model = RNNForCausalLM(tiny_rnn_config(cell_type=cell_type, num_hidden_layers=3, final_norm=final_norm))
+    bound = 32**-0.5
+    for index, layer in enumerate(model.model.layers):
+        scale = 1 / 5 if final_norm and cell_type == "lstm" and index == 2 else 1.0
+        for name, parameter in layer.named_parameters():
+            values = parameter.detach().clone()
+            if cell_type == "lstm" and name.startswith("bias_ih"):
+                assert torch.equal(values[32:64], torch.ones(32))  # forget-gate bias 1 in every layer
+                values = torch.cat([values[:32], values[64:]])
+            # The largest of >= 96 uniform draws is within a few percent of the bound it was drawn under.
+            assert 0.9 * scale * bound < values.abs().max() <= scale * bound, (index, name)
 
 
 # ------------------------------------------------------------------------------------------------ state and cache
