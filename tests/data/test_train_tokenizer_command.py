@@ -1,5 +1,6 @@
 """`hf-textgen train-tokenizer`: a saved, loadable tokenizer; every bad input is one `error:` line and no folder."""
 
+import gzip
 import os
 import subprocess
 import sys
@@ -98,6 +99,10 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
     (tmp_path / "latin1.txt").write_bytes("r\xe9sum\xe9\n".encode("latin-1"))
     # Past the cheap 64 kB check: found while the trainer streams the file.
     (tmp_path / "late_latin1.txt").write_bytes(b"fine text\n" * 10_000 + "na\xefve\n".encode("latin-1"))
+    # Past the first MiB that auto's reading looks at: found while the trainer streams the file.
+    (tmp_path / "very_late_latin1.txt").write_bytes(b"fine text\n" * 120_000 + "na\xefve\n".encode("latin-1"))
+    text = "".join(f"Paragraph {index} of a long file.\n\n" for index in range(40_000))
+    (tmp_path / "cut.txt.gz").write_bytes(gzip.compress(text.encode())[:-2000])
     good = tmp_path / "good.txt"
     good.write_text("some text\n", encoding="utf-8")
     occupied = tmp_path / "occupied"
@@ -109,6 +114,14 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
         "blank": (["--train_file", str(tmp_path / "blank.txt")], "holds no text"),
         "not utf-8": (["--train_file", str(tmp_path / "latin1.txt")], "not UTF-8"),
         "not utf-8 late": (["--train_file", str(tmp_path / "late_latin1.txt"), "--vocab_size", "300"], "not UTF-8"),
+        "not utf-8 late, streamed": (
+            ["--train_file", str(tmp_path / "very_late_latin1.txt"), "--vocab_size", "300", "--streaming"],
+            "very_late_latin1.txt is not UTF-8 text (bad byte at offset 1200002)",
+        ),
+        "cut-off gzip, streamed": (
+            ["--train_file", str(tmp_path / "cut.txt.gz"), "--vocab_size", "300", "--streaming"],
+            "cut.txt.gz is not a readable gzip file",
+        ),
         "vocab too small": (["--train_file", str(good), "--vocab_size", "100"], "too small"),
         "occupied output": (["--train_file", str(good), "--output_dir", str(occupied)], "already holds files"),
         "hub offline": (["--dataset_name", "Salesforce/wikitext", "--dataset_config_name", "x"], "unreachable"),

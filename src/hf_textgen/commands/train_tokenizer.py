@@ -122,11 +122,13 @@ def run(parsed: tuple[TokenizerTrainingArguments, DataArguments]) -> int:
                     "document); pass a --validation_file, or drop --streaming to split the document itself"
                 ) from None
             raise UserError("the training data holds no text; give a file with text in it") from None
+        except UserError:
+            raise  # a damaged compressed file, found as the stream reached it
         except Exception as error:
             # Streaming reads the files only now, so a bad byte deep in one surfaces here.
-            files = expand_data_files(args.train_file) if args.train_file else []
-            if args.validation_file:
-                files += expand_data_files(args.validation_file, "--validation_file")
+            files = expand_data_files(data_args.train_file) if data_args.train_file else []
+            if data_args.validation_file:
+                files += expand_data_files(data_args.validation_file, "--validation_file")
             user_error = encoding_user_error(error, files)
             if user_error is None:
                 raise
