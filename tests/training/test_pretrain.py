@@ -209,3 +209,21 @@ def test_resume_from_checkpoint_must_be_complete(tmp_path):
     (tmp_path / "checkpoint-3" / "model.safetensors").write_bytes(b"")
     with pytest.raises(UserError, match=r"incomplete checkpoint \(missing: trainer_state.json;"):
         resolve_resume_checkpoint(Args)
+
+
+@pytest.mark.parametrize("load_best_model_at_end", [False, True])
+def test_the_last_steps_evaluation_is_not_repeated(tmp_path, tiny_corpus_dir, load_best_model_at_end):
+    """With eval_steps dividing max_steps the final metrics are the last step's evaluation, not a second run of it;
+    a run that loads its best checkpoint at the end evaluates that checkpoint."""
+    output_dir = tmp_path / "out"
+    argv = _pretrain_argv(output_dir, tiny_corpus_dir, steps=6)  # evaluates at steps 3 and 6
+    argv += ["--load_best_model_at_end", str(load_best_model_at_end).lower()]
+    assert cli.main(argv) == 0
+
+    history = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
+    evaluations = [entry for entry in history if "eval_loss" in entry]
+    assert [entry["step"] for entry in evaluations] == ([3, 6, 6] if load_best_model_at_end else [3, 6])
+    results = json.loads((output_dir / "eval_results.json").read_text())
+    assert results["eval_loss"] == evaluations[-1]["eval_loss"]
+    assert results["eval_runtime"] == evaluations[-1]["eval_runtime"]
+    assert results["perplexity"] == pytest.approx(torch.tensor(results["eval_loss"]).exp().item(), rel=1e-4)

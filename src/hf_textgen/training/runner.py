@@ -148,6 +148,25 @@ class Task:
         """Last changes to the trained model before the final folder is written."""
 
 
+def evaluation_at_last_step(trainer: transformers.Trainer) -> dict[str, float] | None:
+    """The metrics of the evaluation the Trainer ran at the last step, if it did (`eval_steps` dividing `max_steps`).
+
+    The weights have not changed since (unless `load_best_model_at_end` loaded another checkpoint), so evaluating
+    again would only repeat it and add a second entry to the log history: the demo's validation took 4-7 s twice.
+
+    Returns:
+        What `Trainer.evaluate` returned then (its log entry without `step`), or None.
+    """
+    if trainer.args.load_best_model_at_end:
+        return None
+    for entry in reversed(trainer.state.log_history):
+        if "eval_loss" in entry:
+            if entry.get("step") != trainer.state.global_step:
+                return None
+            return {key: value for key, value in entry.items() if key != "step"}
+    return None
+
+
 def setup_logging(training_args: transformers.TrainingArguments) -> None:
     """Log as the transformers examples do: info on the main process, warnings on the others."""
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%H:%M:%S")
@@ -345,7 +364,7 @@ def run_task(
             train_metrics["train_samples"] = len(train_dataset)
     eval_metrics = None
     if training_args.do_eval:
-        eval_metrics = trainer.evaluate()
+        eval_metrics = evaluation_at_last_step(trainer) or trainer.evaluate()
         if task.reports_perplexity:
             eval_metrics["perplexity"] = perplexity(eval_metrics["eval_loss"])
         if hasattr(eval_dataset, "__len__"):
