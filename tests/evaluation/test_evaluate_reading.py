@@ -8,6 +8,7 @@ lm-evaluation-harness does.
 import json
 import logging
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -42,6 +43,15 @@ def _evaluate(model_dir, text_file, output_dir, *flags):
     return json.loads((output_dir / "eval_results.json").read_text())
 
 
+def _evaluate_and_log(model_dir, text_file, output_dir, caplog):
+    """`_evaluate` with the default reading, and the one hf_textgen log line that names `text_file`."""
+    with caplog.at_level(logging.INFO, logger="hf_textgen"):
+        results = _evaluate(model_dir, text_file, output_dir)
+    messages = [record.getMessage() for record in caplog.records if record.name.startswith("hf_textgen")]
+    (line,) = [message for message in messages if Path(text_file).name in message]
+    return results, line
+
+
 def _same_score(first, second):
     return first["num_tokens"] == second["num_tokens"] and first["eval_loss"] == pytest.approx(
         second["eval_loss"], rel=1e-6
@@ -55,9 +65,7 @@ def test_the_folder_records_how_its_training_text_was_read(pretrained):
 
 def test_by_default_a_text_file_is_read_as_the_model_was_trained(pretrained, tiny_corpus_dir, tmp_path, caplog):
     text_file = f"{tiny_corpus_dir}/validation.txt"
-    with caplog.at_level(logging.INFO, logger="hf_textgen"):
-        default = _evaluate(pretrained, text_file, tmp_path / "default")
-    messages = [record.getMessage() for record in caplog.records if record.name.startswith("hf_textgen")]
+    default, line = _evaluate_and_log(pretrained, text_file, tmp_path / "default", caplog)
     by_paragraph = _evaluate(pretrained, text_file, tmp_path / "paragraph", "--sample_by", "paragraph")
     by_document = _evaluate(pretrained, text_file, tmp_path / "document", "--sample_by", "document")
 
@@ -75,7 +83,6 @@ def test_by_default_a_text_file_is_read_as_the_model_was_trained(pretrained, tin
     assert by_document["data"]["read_by"] == "document"
     assert by_document["data"]["reading_chosen_by"] == "--sample_by"
     # One line says which reading, why, and how to get lm-eval's; the loader's own line is not repeated.
-    (line,) = [message for message in messages if "validation.txt" in message]
     assert line.startswith("evaluating validation.txt by paragraph")
     assert "training_data.json" in line and "--sample_by document" in line
 
@@ -98,16 +105,13 @@ def test_a_file_of_one_example_per_line_is_read_per_line(pretrained, tiny_corpus
 
 def test_a_folder_without_the_record_keeps_whole_documents(unrecorded, pretrained, tiny_corpus_dir, tmp_path, caplog):
     text_file = f"{tiny_corpus_dir}/validation.txt"
-    with caplog.at_level(logging.INFO, logger="hf_textgen"):
-        default = _evaluate(unrecorded, text_file, tmp_path / "default")
-    messages = [record.getMessage() for record in caplog.records if record.name.startswith("hf_textgen")]
+    default, line = _evaluate_and_log(unrecorded, text_file, tmp_path / "default", caplog)
     by_document = _evaluate(pretrained, text_file, tmp_path / "document", "--sample_by", "document")
     by_paragraph = _evaluate(unrecorded, text_file, tmp_path / "paragraph", "--sample_by", "paragraph")
     assert _same_score(default, by_document)
     assert not _same_score(default, by_paragraph)
     assert default["data"]["read_by"] == "document"
     assert default["data"]["reading_chosen_by"] == "lm-evaluation-harness default"
-    (line,) = [message for message in messages if "validation.txt" in message]
     assert "lm-evaluation-harness" in line and "records no reading" in line and "--sample_by paragraph" in line
 
 
