@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import os
 import unicodedata
 from collections import Counter
@@ -28,8 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from datasets import IterableDataset
-
-logger = logging.getLogger(__name__)
 
 TRAINING_ARGS_NAME = "training_args.json"
 TRAINING_DATA_NAME = "training_data.json"
@@ -263,12 +260,7 @@ def describe_training_data(
         if not isinstance(train_dataset, IterableDataset):  # a stream's length is unknown
             facts["num_documents"] = len(train_dataset)
         rows = _sample_rows(train_dataset, text_columns)
-        try:
-            facts["languages"] = detect_languages(text for row in rows for text in row)
-        except ImportError as error:
-            # An install without py3langid: the card loses its languages, not the rest of the record (the text
-            # reading that evaluate follows).
-            logger.warning("could not detect the training text's languages: %s", error)
+        facts["languages"] = detect_languages(text for row in rows for text in row)
         prompt = prompt_from(row[0] for row in rows)  # the first row's first: where the training text starts
         if prompt is not None:
             facts["prompt"] = prompt
